@@ -240,7 +240,9 @@ def validate_outputs(
             if label_ids is not None and len(labels):
                 unknown = sorted(set(labels.tolist()) - label_ids)
                 if unknown:
-                    raise OutputError(f"{where}: unknown category ids {unknown[:5]}; the track's ids are {sorted(label_ids)}")
+                    raise OutputError(
+                        f"{where}: unknown category ids {unknown[:5]}; the track's ids are {sorted(label_ids)}"
+                    )
         else:
             polygons = _check_array("polygons", out.polygons, 3, 2, where)
             scores = _check_array("scores", out.scores, 1, None, where)

@@ -30,16 +30,26 @@ def save_predictions(path: Path, kind: str, ids: list[str], records: list) -> No
         arrays["logits"] = np.stack([r.logits.astype(np.float32) for r in records]) if records else np.zeros((0, 0))
     elif kind == "detection":
         arrays["counts"] = np.asarray([len(r.boxes) for r in records], dtype=np.int64)
-        arrays["boxes"] = np.concatenate([r.boxes.reshape(-1, 4) for r in records]).astype(np.float32) if records else np.zeros((0, 4))
-        arrays["scores"] = np.concatenate([r.scores.reshape(-1) for r in records]).astype(np.float32) if records else np.zeros(0)
-        arrays["labels"] = np.concatenate([r.labels.reshape(-1) for r in records]).astype(np.int64) if records else np.zeros(0)
+        arrays["boxes"] = (
+            np.concatenate([r.boxes.reshape(-1, 4) for r in records]).astype(np.float32)
+            if records
+            else np.zeros((0, 4))
+        )
+        arrays["scores"] = (
+            np.concatenate([r.scores.reshape(-1) for r in records]).astype(np.float32) if records else np.zeros(0)
+        )
+        arrays["labels"] = (
+            np.concatenate([r.labels.reshape(-1) for r in records]).astype(np.int64) if records else np.zeros(0)
+        )
     elif kind == "text":
         arrays["counts"] = np.asarray([len(r.polygons) for r in records], dtype=np.int64)
         points = [p.shape[0] for r in records for p in r.polygons]
         arrays["points"] = np.asarray(points, dtype=np.int64)
         coords = [p.reshape(-1, 2) for r in records for p in r.polygons]
         arrays["coords"] = np.concatenate(coords).astype(np.float32) if coords else np.zeros((0, 2), np.float32)
-        arrays["scores"] = np.concatenate([r.scores.reshape(-1) for r in records]).astype(np.float32) if records else np.zeros(0)
+        arrays["scores"] = (
+            np.concatenate([r.scores.reshape(-1) for r in records]).astype(np.float32) if records else np.zeros(0)
+        )
     else:
         raise ValueError(f"unknown track kind {kind!r}")
     np.savez(path, **arrays)
@@ -67,9 +77,7 @@ def load_predictions(path: Path, expected_kind: str | None = None) -> Prediction
             counts = arrays["counts"]
             offsets = _offsets(path, counts, n, len(arrays["boxes"]))
             records = [
-                Detections(
-                    boxes=arrays["boxes"][a:b], scores=arrays["scores"][a:b], labels=arrays["labels"][a:b]
-                )
+                Detections(boxes=arrays["boxes"][a:b], scores=arrays["scores"][a:b], labels=arrays["labels"][a:b])
                 for a, b in offsets
             ]
         elif kind == "text":
@@ -86,7 +94,11 @@ def load_predictions(path: Path, expected_kind: str | None = None) -> Prediction
                 else:
                     # Polygons of different point counts in one image: pad by repeating the last point.
                     width = max((len(p) for p in polys), default=4)
-                    stacked = np.stack([np.concatenate([p, np.repeat(p[-1:], width - len(p), 0)]) for p in polys]) if polys else np.zeros((0, 4, 2), np.float32)
+                    stacked = (
+                        np.stack([np.concatenate([p, np.repeat(p[-1:], width - len(p), 0)]) for p in polys])
+                        if polys
+                        else np.zeros((0, 4, 2), np.float32)
+                    )
                 records.append(TextPolygons(polygons=stacked, scores=arrays["scores"][a:b]))
         else:
             raise PredictionError(f"{path}: unknown predictions kind {kind!r}")

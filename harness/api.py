@@ -1,0 +1,511 @@
+"""The library behind the CLI: check, submit and evaluate submissions, and read results back as records.
+
+Each CLI verb is a thin layer over one function here. Functions raise `HarnessError` for anything the user
+can fix; they never print.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness.config import harness_home, submissions_dir
+from harness.errors import DatasetError, HarnessError, RuleViolation, SubmissionError
+from harness.runners.ingest import IngestJob
+from harness.submission import content_hash, copy_source, install, read_manifest
+from harness.tracks.base import TrackCard, get_card, track_module
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+def _noop(event: str, info: dict[str, Any]) -> None:
+    pass
+
+
+def default_threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def size_key(size: Sequence[int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def mac_inputs(
+    card: TrackCard, inputs_index: dict | None, input_sizes: Sequence[Sequence[int]] | None = None
+) -> dict[str, Any]:
+    """Which images MACs are counted on: fixed test images for data-dependent models, else one image per size."""
+    if input_sizes:
+        return {size_key(s): {"size": list(s)} for s in input_sizes}
+    if card.mac_images and inputs_index is not None:
+        return {"dataset": {"files": inputs_index["files"][: card.mac_images]}}
+    return {size_key(s): {"size": list(s)} for s in card.input_sizes}
+
+
+def rule_violations(card: TrackCard, complexity: dict[str, Any]) -> list[str]:
+    rules = card.rules
+    found = []
+    if rules.max_params is not None and complexity["params"] > rules.max_params:
+        found.append(f"params {complexity['params']:,} exceed max_params {rules.max_params:,}")
+    if rules.max_bytes is not None and complexity["bytes"] > rules.max_bytes:
+        found.append(f"bytes {complexity['bytes']:,} exceed max_bytes {rules.max_bytes:,}")
+    if rules.max_macs is not None and complexity["macs"]:
+        key, macs = next(iter(complexity["macs"].items()))
+        if macs > rules.max_macs:
+            found.append(f"MACs {macs / 1e6:,.1f} M at {key} exceed max_macs {rules.max_macs / 1e6:,.1f} M")
+    return found
+
+
+# check ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckReport:
+    name: str
+    track: str
+    ok: bool
+    params: int | None = None
+    macs: dict[str, int] = field(default_factory=dict)
+    macs_std: dict[str, float] = field(default_factory=dict)
+    bytes: int | None = None
+    violations: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check(
+    path: Path, input_sizes: Sequence[Sequence[int]] | None = None, time_limit_s: float = 600
+) -> list[CheckReport]:
+    """Validate a submission folder without storing anything: manifest, install, entry points, one batch
+    through output validation, params/MACs/bytes, and the track's rules. One report per entry point."""
+    from harness.registry import discover
+    from harness.runners.local import LocalRunner
+
+    manifest = read_manifest(path)
+    card = get_card(manifest.track)
+    site = install(manifest.path, content_hash(manifest.path))
+    found = discover(site)
+    split = _split_for_complexity(card) if card.mac_images and not input_sizes else None
+    reports = []
+    for name in manifest.entry_points:
+        if name not in found:
+            raise SubmissionError(
+                f"{manifest.path}: entry point `{name}` did not install",
+                "check the package name in pyproject.toml",
+            )
+        with tempfile.TemporaryDirectory(prefix="harness-check-") as tmp:
+            job = IngestJob(
+                mode="check",
+                site_dir=str(site),
+                entry_name=name,
+                track=card.name,
+                kind=card.kind,
+                variant="fp32",
+                device="cpu",
+                out_dir=tmp,
+                inputs_dir=str(split.inputs_dir) if split else None,
+                threads=default_threads(),
+                num_classes=card.num_classes,
+                label_ids=_label_ids(card, split) if split else None,
+                input_size=list(card.input_sizes[0]),
+                mac_inputs=mac_inputs(card, split.index() if split else None, input_sizes),
+            )
+            result = LocalRunner().run(job, time_limit_s)
+            if not result.ok:
+                reports.append(CheckReport(name=name, track=card.name, ok=False, error=result.error))
+                continue
+            complexity = result.measurements()["complexity"]
+        violations = (
+            rule_violations(card, complexity) if not input_sizes else rule_violations(card, {**complexity, "macs": {}})
+        )
+        reports.append(
+            CheckReport(
+                name=name,
+                track=card.name,
+                ok=not violations,
+                params=complexity["params"],
+                macs=complexity["macs"],
+                macs_std=complexity["macs_std"],
+                bytes=complexity["bytes"],
+                violations=violations,
+            )
+        )
+    return reports
+
+
+def _split_for_complexity(card: TrackCard):
+    from harness.datasets import materialize
+
+    return materialize(card.dataset, card.split)
+
+
+def _label_ids(card: TrackCard, split: Any) -> list[int] | None:
+    module = track_module(card)
+    return module.label_ids(card, split.hidden_dir) if hasattr(module, "label_ids") else None
+
+
+# submit -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SubmitResult:
+    id: int
+    name: str
+    track: str
+    content_hash: str
+    created: bool
+    stored_path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def submit(path: Path, store: Any = None) -> list[SubmitResult]:
+    """Check, then store an immutable content-hashed copy, queued for evaluation. Same content again is
+    recognised and not duplicated. Nothing is stored if any entry point fails its check."""
+    from harness.store import open_store
+
+    store = store or open_store()
+    reports = check(path)
+    bad = [r for r in reports if not r.ok]
+    if bad:
+        lines = [f"{r.name}: {r.error or '; '.join(r.violations)}" for r in bad]
+        cls = RuleViolation if all(r.violations and not r.error for r in bad) else SubmissionError
+        raise cls(
+            "submission refused:\n  " + "\n  ".join(lines),
+            "fix the faults above and run `harness check` again",
+        )
+    manifest = read_manifest(path)
+    digest = content_hash(manifest.path)
+    stored = submissions_dir() / digest
+    if not stored.exists():
+        staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=_ensure(submissions_dir())))
+        copy_source(manifest.path, staging)
+        try:
+            os.rename(staging, stored)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    site = install(stored, digest)
+    results = []
+    for report in reports:
+        row, created = store.add_submission(
+            name=report.name,
+            track=manifest.track,
+            content_hash=digest,
+            project=manifest.project,
+            entry_point=manifest.entry_points[report.name],
+            variants=list(manifest.variants),
+            source_path=str(manifest.path),
+            stored_path=str(stored),
+            site_path=str(site),
+            params=report.params,
+            macs=report.macs,
+            bytes=report.bytes,
+        )
+        results.append(SubmitResult(row.id, row.name, row.track, digest, created, str(stored)))
+    return results
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# evaluate ---------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    track: str,
+    submissions: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+    device: str = "cpu",
+    profile: str = "quick",
+    runner: str | None = None,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    store: Any = None,
+    progress: Progress = _noop,
+    runner_options: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every queued (or named) submission of a track, per variant; score; store one Run each."""
+    from harness.datasets import get_spec, materialize
+    from harness.measure.environment import fingerprint, hardware_class
+    from harness.measure.latency import PROFILES
+    from harness.runners import get_runner
+    from harness.store import open_store
+    from harness.store.repo import idempotency_key
+    from harness.variants import get_variant
+
+    card = get_card(track)
+    if profile not in PROFILES:
+        raise HarnessError(f"unknown profile `{profile}`", f"use one of: {', '.join(PROFILES)}")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HarnessError("--device cuda was asked for, but no CUDA device is available here", "use --device cpu")
+    elif device != "cpu":
+        raise HarnessError(f"unknown device `{device}`", "use --device cpu or --device cuda[:N]")
+    for variant in variants or []:
+        get_variant(variant)
+    dataset_name = dataset or card.dataset
+    spec = get_spec(dataset_name)
+    if spec.kind != card.kind:
+        raise DatasetError(f"dataset `{dataset_name}` is a {spec.kind} dataset; track `{track}` needs {card.kind}")
+    store = store or open_store()
+    todo = store.submissions(track=card.name, names=list(submissions) if submissions else None)
+    if submissions:
+        missing = sorted(set(submissions) - {s.name for s in todo})
+        if missing:
+            from harness.registry import Registered, lookup
+
+            known = {s.name: Registered(s.name, s.entry_point, s.project) for s in store.submissions(track=card.name)}
+            lookup(missing[0], known)
+    split = materialize(dataset_name, card.split, data_dir)
+    threads = threads or default_threads()
+    env = fingerprint(device, threads)
+    hw_class = hardware_class(env)
+    module = track_module(card)
+    runner_impl = get_runner(runner or card.runner, **(runner_options or {}))
+    label_ids = _label_ids(card, split)
+    num_classes = module.num_classes(card, split.hidden_dir) if hasattr(module, "num_classes") else card.num_classes
+    index = split.index()
+    calibration_dir: str | None = None
+
+    jobs = [(sub, variant) for sub in todo for variant in (variants or sub.variants)]
+    progress("start", {"jobs": len(jobs), "track": card.key, "dataset": dataset_name, "hardware_class": hw_class})
+    if runner_impl.trusted and jobs:
+        progress(
+            "warning",
+            {
+                "message": f"the {runner_impl.name} runner trusts the submission's code (no sandbox); "
+                "use --runner docker for submissions you did not write"
+            },
+        )
+    results = []
+    for sub, variant in jobs:
+        key_parts = [
+            sub.content_hash,
+            sub.name,
+            variant,
+            card.key,
+            card.card_hash,
+            hw_class,
+            split.hash,
+            device,
+            profile,
+        ]
+        if force:
+            key_parts.append(time.time_ns())
+        key = idempotency_key(*key_parts)
+        run_id = store.claim_run(
+            key,
+            submission_id=sub.id,
+            variant=variant,
+            track=card.name,
+            track_version=card.version,
+            card_hash=card.card_hash,
+            dataset=f"{dataset_name}/{card.split}",
+            dataset_hash=split.hash,
+            device=device,
+            profile=profile,
+            runner=runner_impl.name,
+            hardware_class=hw_class,
+            harness_version=harness.__version__,
+            scorer_version=getattr(module, "SCORER_VERSION", "?"),
+            primary_metric=card.primary_metric,
+        )
+        if run_id is None:
+            progress("skip", {"submission": sub.name, "variant": variant, "reason": "already evaluated"})
+            continue
+        progress("run", {"submission": sub.name, "variant": variant, "run_id": run_id})
+        if variant in ("int8-cpu", "tensorrt-int8") and calibration_dir is None:
+            calibration_dir = str(materialize(dataset_name, card.calibration_split, data_dir).inputs_dir)
+        out_dir = harness_home() / "runs" / str(run_id)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        job = IngestJob(
+            mode="evaluate",
+            site_dir=sub.site_path,
+            entry_name=sub.name,
+            track=card.name,
+            kind=card.kind,
+            variant=variant,
+            device=device,
+            out_dir=str(out_dir),
+            inputs_dir=str(split.inputs_dir),
+            profile=profile,
+            threads=threads,
+            num_classes=num_classes,
+            label_ids=label_ids,
+            input_size=list(card.input_sizes[0]),
+            accuracy_batch_size=card.accuracy_batch_size,
+            batch_size=card.batch_size,
+            mac_inputs=mac_inputs(card, index),
+            calibration_dir=calibration_dir,
+        )
+        try:
+            outcome = _run_one(card, module, runner_impl, job, split, env)
+        except BaseException:
+            store.release_run(run_id)  # Ctrl-C or a harness bug: the job goes back to the queue
+            raise
+        store.finish_run(run_id, outcome)
+        run = store.get_run(run_id)
+        record = run_to_dict(run)
+        results.append(record)
+        progress("done", record)
+    return results
+
+
+def _run_one(card: TrackCard, module: Any, runner: Any, job: IngestJob, split: Any, env: dict[str, Any]):
+    from harness.predictions import load_predictions
+    from harness.store.repo import RunOutcome
+
+    result = runner.run(job, card.time_limit_s)
+    if not result.ok:
+        status = "unavailable" if result.unavailable else "failed"
+        return RunOutcome(status=status, error=result.error, log_tail=result.log_tail, environment=env)
+    measurements = result.measurements()
+    details = {
+        "timings": measurements.get("timings", {}),
+        "crosscheck": measurements.get("crosscheck"),
+        "dtypes": measurements["complexity"].get("dtypes"),
+        "peak_memory_bytes": measurements.get("peak_memory_bytes"),
+        "runner_wall_s": result.wall_s,
+        "sandbox_environment": measurements.get("environment"),
+    }
+    try:
+        predictions = load_predictions(Path(job.out_dir) / "predictions.npz", card.kind)
+        metrics = module.score(card, predictions, split.hidden_dir)
+    except HarnessError as exc:
+        return RunOutcome(
+            status="failed",
+            error=f"[scoring] {exc}",
+            log_tail=result.log_tail,
+            complexity=measurements["complexity"],
+            environment=env,
+            details=details,
+        )
+    crosscheck = measurements.get("crosscheck") or {}
+    if crosscheck and not crosscheck.get("consistent", True):
+        return RunOutcome(
+            status="failed",
+            error="[crosscheck] the performance pass's outputs differ from the accuracy pass's",
+            log_tail=result.log_tail,
+            environment=env,
+            details=details,
+        )
+    return RunOutcome(
+        status="ok",
+        metrics=metrics,
+        primary_value=metrics.get(card.primary_metric),
+        complexity=measurements["complexity"],
+        latency=measurements.get("latency"),
+        environment=env,
+        details=details,
+        log_tail=result.log_tail,
+    )
+
+
+# records ----------------------------------------------------------------------------------------------
+
+
+def latency_dict(row: Any, with_samples: bool = False) -> dict[str, Any]:
+    data = {
+        "p50_ms": row.p50_ms,
+        "p90_ms": row.p90_ms,
+        "p95_ms": row.p95_ms,
+        "p99_ms": row.p99_ms,
+        "mean_ms": row.mean_ms,
+        "std_ms": row.std_ms,
+        "cv": row.cv,
+        "repeats": row.repeats,
+        "iterations": row.iterations,
+        "ranked_ms": row.ranked_ms,
+        "batch_size": row.batch_size,
+        "noisy": row.noisy,
+        "noise_reasons": list(row.noise_reasons or []),
+        "timer": row.timer,
+        "repeat_medians_ms": list(row.repeat_medians_ms or []),
+    }
+    if with_samples:
+        from harness.store.repo import latency_samples
+
+        data["samples_ms"] = [round(float(x), 5) for x in latency_samples(row)]
+    return data
+
+
+def run_to_dict(run: Any, with_samples: bool = False) -> dict[str, Any]:
+    """The run record of `evaluate --json`, `show --json` and exports."""
+    latencies = {row.kind: row for row in run.latencies}
+    device_row = latencies.get("device")
+    card = None
+    try:
+        card = get_card(run.track)
+    except HarnessError:
+        pass
+    return {
+        "run_id": run.id,
+        "submission": run.submission.name,
+        "submission_hash": run.submission.content_hash,
+        "variant": run.variant,
+        "track": run.track,
+        "track_version": run.track_version,
+        "status": run.status,
+        "error": run.error,
+        "primary_metric": run.primary_metric,
+        "higher_is_better": card.higher_is_better if card else True,
+        "metrics": {m.name: m.value for m in run.metrics},
+        "params": run.params,
+        "macs": run.macs or {},
+        "macs_std": run.macs_std or {},
+        "bytes": run.bytes,
+        "latency": latency_dict(device_row, with_samples) if device_row else None,
+        "latency_e2e": latency_dict(latencies["e2e"], with_samples) if "e2e" in latencies else None,
+        "device": run.device,
+        "profile": run.profile,
+        "runner": run.runner,
+        "dataset": run.dataset,
+        "dataset_hash": run.dataset_hash,
+        "hardware_class": run.hardware_class,
+        "harness_version": run.harness_version,
+        "scorer_version": run.scorer_version,
+        "environment": run.environment.data if run.environment else {},
+        "details": run.details or {},
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "log_tail": run.log_tail if run.status != "ok" else None,
+    }
+
+
+def standings(track: str, hardware_class: str | None = None, store: Any = None) -> list[dict[str, Any]]:
+    """Ranked rows of the current track version: best primary metric first, then lower latency."""
+    from harness.store import open_store
+
+    card = get_card(track)
+    store = store or open_store()
+    rows = [run_to_dict(r) for r in store.standings(card.name, card.version, hardware_class)]
+    sign = -1.0 if card.higher_is_better else 1.0
+
+    def order(row: dict[str, Any]) -> tuple:
+        value = row["metrics"].get(card.primary_metric)
+        latency = row["latency"]["ranked_ms"] if row["latency"] else float("inf")
+        return (row["hardware_class"], sign * (value if value is not None else -float("inf") * sign), latency)
+
+    rows.sort(key=order)
+    rank_in: dict[str, int] = {}
+    for row in rows:
+        rank_in[row["hardware_class"]] = rank_in.get(row["hardware_class"], 0) + 1
+        row["rank"] = rank_in[row["hardware_class"]]
+    return rows

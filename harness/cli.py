@@ -1,0 +1,344 @@
+"""The `harness` command line: a thin Typer layer over `harness.api`. Heavy modules are imported lazily,
+inside the commands, so that `harness --help` starts fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harness.errors import HarnessError
+
+app = typer.Typer(
+    help="Benchmark harness and leaderboard for efficient vision models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+datasets_app = typer.Typer(help="List and prepare datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _fmt_count(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.2f} {suffix}{unit}"
+    return f"{value:.0f} {unit}".strip()
+
+
+def _fmt_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 2**20:.2f} MiB" if value >= 2**20 else f"{value / 2**10:.1f} KiB"
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        if "x" in text.lower():
+            h, w = text.lower().split("x")
+            return int(h), int(w)
+        return int(text), int(text)
+    except ValueError as exc:
+        raise HarnessError(
+            f"--input-size {text!r} is not a size", "use N (square) or HxW, e.g. 224 or 480x640"
+        ) from exc
+
+
+@app.command()
+def check(
+    path: Annotated[Path, typer.Argument(help="The submission folder (holds pyproject.toml).")],
+    input_size: Annotated[
+        list[str] | None, typer.Option("--input-size", help="Input size(s) for MACs: N or HxW.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate a submission: manifest, entry point, outputs, params/MACs/bytes and the track's rules."""
+    from harness.api import check as run_check
+
+    sizes = [_parse_size(s) for s in input_size] if input_size else None
+    reports = run_check(path, sizes)
+    if as_json:
+        data = [r.to_dict() for r in reports]
+        _emit_json(data[0] if len(data) == 1 else data)
+    else:
+        for r in reports:
+            mark = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
+            _console().print(f"{mark} {r.name} (track {r.track})")
+            if r.error:
+                _console().print(f"  error: {r.error}", markup=False)
+            if r.params is not None:
+                macs = ", ".join(f"{k}: {_fmt_count(v)}" for k, v in r.macs.items())
+                _console().print(f"  params {r.params:,}  MACs {macs}  bytes {_fmt_bytes(r.bytes)}", markup=False)
+            for v in r.violations:
+                _console().print(f"  rule violated: {v}", markup=False)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    path: Annotated[Path, typer.Argument(help="The submission folder.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a submission, then store a content-hashed immutable copy, queued for evaluation."""
+    from harness.api import submit as run_submit
+
+    results = run_submit(path)
+    if as_json:
+        _emit_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        state = "stored, queued" if r.created else "already stored (same content)"
+        typer.echo(f"{r.name}: {state} as submission {r.id} [{r.content_hash[:12]}] for track {r.track}")
+
+
+@app.command()
+def evaluate(
+    track: Annotated[str, typer.Option("--track", "-t", help="Track to evaluate.")],
+    submission: Annotated[list[str] | None, typer.Option("--submission", "-s", help="Only these submissions.")] = None,
+    variant: Annotated[list[str] | None, typer.Option("--variant", "-v", help="Only these variants.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    profile: Annotated[str, typer.Option(help="Latency profile: quick, standard or full.")] = "quick",
+    runner: Annotated[str | None, typer.Option(help="local, docker or ray (default: the track card's).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (default: the track's).")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Source folder of a real dataset.")] = None,
+    force: Annotated[bool, typer.Option(help="Evaluate again even if an identical run is stored.")] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for the model (fixed during timing).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --runner ray).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run queued (or named) submissions of a track: ingestion in a sandbox, scoring outside, one Run each."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.api import evaluate as run_evaluate
+
+    console = _console() if not as_json else None
+    err = __import__("rich.console", fromlist=["Console"]).Console(stderr=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task_id = None
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        nonlocal task_id
+        if event == "start":
+            err.print(
+                f"evaluating {info['jobs']} job(s) of {info['track']} on {info['dataset']} [{info['hardware_class']}]",
+                markup=False,
+            )
+            task_id = bar.add_task("evaluate", total=info["jobs"])
+        elif event == "warning":
+            err.print(f"[yellow]warning:[/] {info['message']}")
+        elif event == "run":
+            bar.update(task_id, description=f"{info['submission']} [{info['variant']}]")
+        elif event in ("done", "skip"):
+            bar.advance(task_id)
+            if event == "done" and console is not None:
+                line = f"{info['submission']} [{info['variant']}]: {info['status']}"
+                if info["status"] == "ok":
+                    line += f"  {info['primary_metric']}={info['metrics'].get(info['primary_metric']):.4f}"
+                    if info["latency"]:
+                        line += f"  p50={info['latency']['p50_ms']:.3f} ms"
+                else:
+                    line += f"  ({info['error']})"
+                bar.console.print(line, markup=False)
+            elif event == "skip":
+                bar.console.print(f"{info['submission']} [{info['variant']}]: skipped ({info['reason']})", markup=False)
+
+    options = {"address": address} if address else None
+    with bar:
+        results = run_evaluate(
+            track,
+            submissions=submission,
+            variants=variant,
+            device=device,
+            profile=profile,
+            runner=runner,
+            dataset=dataset,
+            data_dir=data_dir,
+            force=force,
+            threads=threads,
+            progress=progress,
+            runner_options=options,
+        )
+    if as_json:
+        _emit_json(results)
+
+
+@app.command()
+def leaderboard(
+    track: Annotated[str, typer.Option("--track", "-t", help="Track to show.")],
+    hardware_class: Annotated[str | None, typer.Option("--hardware-class", help="Only this hardware class.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The standings of a track's current version, ranked within each hardware class."""
+    from rich.table import Table
+
+    from harness.api import standings
+    from harness.tracks import get_card
+
+    card = get_card(track)
+    rows = standings(track, hardware_class)
+    if as_json:
+        _emit_json(rows)
+        return
+    console = _console()
+    if not rows:
+        console.print(
+            f"No finished runs for {card.key} yet. Run `harness submit PATH` then `harness evaluate --track {track}`."
+        )
+        return
+    for hw in dict.fromkeys(r["hardware_class"] for r in rows):
+        table = Table(title=f"{card.title} — {card.key} — {hw}")
+        table.add_column("#", justify="right")
+        table.add_column("submission")
+        table.add_column("variant")
+        for metric in card.metrics:
+            table.add_column(metric, justify="right")
+        for column in ("params", "MACs", "bytes", "p50 ms", "p90 ms", "run"):
+            table.add_column(column, justify="right")
+        for r in (r for r in rows if r["hardware_class"] == hw):
+            macs = next(iter(r["macs"].values()), None)
+            lat = r["latency"] or {}
+            noisy = "*" if lat.get("noisy") else ""
+            table.add_row(
+                str(r["rank"]),
+                r["submission"],
+                r["variant"],
+                *[f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "-" for m in card.metrics],
+                _fmt_count(r["params"]),
+                _fmt_count(macs),
+                _fmt_bytes(r["bytes"]),
+                f"{lat['ranked_ms']:.3f}{noisy}" if lat else "-",
+                f"{lat['p90_ms']:.3f}" if lat else "-",
+                str(r["run_id"]),
+            )
+        console.print(table)
+    console.print("* noisy latency (see `harness show RUN`)")
+
+
+@app.command()
+def show(run_id: Annotated[int, typer.Argument(help="Run id.")], as_json: JsonOpt = False) -> None:
+    """Everything stored about one run."""
+    from harness.api import run_to_dict
+    from harness.store import open_store
+
+    run = open_store().get_run(run_id)
+    if run is None:
+        raise HarnessError(f"no run with id {run_id}", "see `harness leaderboard --track T` for run ids")
+    data = run_to_dict(run)
+    if as_json:
+        _emit_json(data)
+        return
+    console = _console()
+    for key, value in data.items():
+        if key in ("environment", "details", "latency", "latency_e2e", "metrics") and value:
+            console.print(f"{key}:", markup=False)
+            for k, v in value.items():
+                if k not in ("repeat_medians_ms", "sandbox_environment"):
+                    console.print(f"  {k}: {v}", markup=False)
+        elif key == "log_tail" and value:
+            console.print("log tail:\n" + value, markup=False)
+        else:
+            console.print(f"{key}: {value}", markup=False)
+
+
+@datasets_app.command("list")
+def datasets_list(as_json: JsonOpt = False) -> None:
+    """The datasets the harness knows, and which need a --data-dir."""
+    from harness.datasets import all_specs
+
+    specs = all_specs()
+    if as_json:
+        _emit_json(
+            [
+                {
+                    "name": s.name,
+                    "kind": s.kind,
+                    "splits": list(s.splits),
+                    "version": s.version,
+                    "needs_source": s.needs_source,
+                    "description": s.description,
+                }
+                for s in specs.values()
+            ]
+        )
+        return
+    for s in specs.values():
+        src = " (needs --data-dir)" if s.needs_source else ""
+        typer.echo(f"{s.name:14s} {s.kind:15s} v{s.version}  {', '.join(s.splits)}{src}\n    {s.description}")
+
+
+@datasets_app.command("prepare")
+def datasets_prepare(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    split: Annotated[str, typer.Option(help="Split.")] = "test",
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Source folder of a real dataset.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Materialise a split (inputs + hidden ground truth) and print its hash."""
+    from harness.datasets import materialize
+
+    data = materialize(name, split, data_dir)
+    info = {
+        "dataset": data.dataset,
+        "split": data.split,
+        "count": data.count,
+        "hash": data.hash,
+        "path": str(data.root),
+    }
+    if as_json:
+        _emit_json(info)
+    else:
+        typer.echo(f"{data.dataset}/{data.split}: {data.count} samples, sha256 {data.hash[:16]}…, at {data.root}")
+
+
+@app.command()
+def tracks(as_json: JsonOpt = False) -> None:
+    """The track cards: dataset, metric, rules, version."""
+    from dataclasses import asdict
+
+    from harness.tracks import all_cards
+
+    cards = all_cards()
+    if as_json:
+        _emit_json({name: {**asdict(c), "card_hash": c.card_hash} for name, c in cards.items()})
+        return
+    for c in cards.values():
+        typer.echo(f"{c.key}: {c.title}; dataset {c.dataset}/{c.split}; primary {c.primary_metric}; rules {c.rules}")
+
+
+def main() -> None:
+    try:
+        app()
+    except HarnessError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  fix: {exc.hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

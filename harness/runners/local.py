@@ -1,0 +1,68 @@
+"""The local runner: the ingestion step as a child process on this machine. It trusts the submission's code:
+there is no isolation beyond a process (use `--runner docker` for code you did not write)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.runners import LOG_TAIL_CHARS, IngestResult, read_outcome
+from harness.runners.ingest import IngestJob
+
+# Variables the child must not inherit: it has no business knowing where the store or hidden data live.
+SCRUBBED_ENV_PREFIXES = ("HARNESS_",)
+
+
+class LocalRunner:
+    name = "local"
+    trusted = True
+
+    def __init__(self, **_: object):
+        pass
+
+    def run(self, job: IngestJob, time_limit_s: float) -> IngestResult:
+        out_dir = Path(job.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        job_file = out_dir / "job.json"
+        job.dump(job_file)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_ENV_PREFIXES)}
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["OMP_NUM_THREADS"] = str(job.threads)
+        with tempfile.TemporaryFile() as log:
+            start = time.monotonic()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "harness.runners.ingest", str(job_file)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=out_dir,
+                start_new_session=True,
+            )
+            timed_out = False
+            try:
+                proc.wait(timeout=time_limit_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(proc)
+            except BaseException:
+                _kill_group(proc)  # Ctrl-C: never leave the submission running
+                raise
+            wall = time.monotonic() - start
+            log.seek(0, os.SEEK_END)
+            size = log.tell()
+            log.seek(max(0, size - LOG_TAIL_CHARS))
+            tail = log.read().decode("utf-8", "replace")
+        return read_outcome(out_dir, proc.returncode, timed_out, tail, wall, time_limit_s)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

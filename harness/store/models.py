@@ -1,0 +1,148 @@
+"""The store's tables as SQLAlchemy 2.0 typed models. Schema changes go through Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Submission(Base):
+    """One named entry point of one submitted folder content (content-hashed, immutable)."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (UniqueConstraint("name", "content_hash", name="uq_submission_name_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    track: Mapped[str] = mapped_column(String(100), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(200))
+    entry_point: Mapped[str] = mapped_column(String(400))
+    variants: Mapped[list[Any]] = mapped_column(JSON)
+    source_path: Mapped[str] = mapped_column(Text)
+    stored_path: Mapped[str] = mapped_column(Text)
+    site_path: Mapped[str] = mapped_column(Text)
+    params: Mapped[int | None] = mapped_column(Integer)
+    macs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    bytes: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    runs: Mapped[list[Run]] = relationship(back_populates="submission")
+
+
+class Environment(Base):
+    """A machine as fingerprinted at run time; shared by the runs made on it."""
+
+    __tablename__ = "environments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    hardware_class: Mapped[str] = mapped_column(String(300), index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Run(Base):
+    """One evaluation of one (submission, variant) on one track version, dataset and machine."""
+
+    __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_board", "track", "track_version", "status", "hardware_class"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    variant: Mapped[str] = mapped_column(String(100))
+    track: Mapped[str] = mapped_column(String(100))
+    track_version: Mapped[int] = mapped_column(Integer)
+    card_hash: Mapped[str] = mapped_column(String(32))
+    dataset: Mapped[str] = mapped_column(String(200))
+    dataset_hash: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(50))
+    profile: Mapped[str] = mapped_column(String(20))
+    runner: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), index=True)  # running | ok | failed | unavailable
+    error: Mapped[str | None] = mapped_column(Text)
+    hardware_class: Mapped[str] = mapped_column(String(300))
+    environment_id: Mapped[int | None] = mapped_column(ForeignKey("environments.id"))
+    harness_version: Mapped[str] = mapped_column(String(40))
+    scorer_version: Mapped[str] = mapped_column(String(100))
+    primary_metric: Mapped[str] = mapped_column(String(100))
+    primary_value: Mapped[float | None] = mapped_column(Float)
+    params: Mapped[int | None] = mapped_column(Integer)
+    bytes: Mapped[int | None] = mapped_column(Integer)
+    macs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    macs_std: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # timings, crosscheck, dtypes, peak memory
+    log_tail: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    submission: Mapped[Submission] = relationship(back_populates="runs")
+    environment: Mapped[Environment | None] = relationship()
+    metrics: Mapped[list[Metric]] = relationship(back_populates="run", cascade="all, delete-orphan")
+    latencies: Mapped[list[LatencySummaryRow]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+
+class Metric(Base):
+    __tablename__ = "metrics"
+    __table_args__ = (UniqueConstraint("run_id", "name", name="uq_metric_run_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Float)
+
+    run: Mapped[Run] = relationship(back_populates="metrics")
+
+
+class LatencySummaryRow(Base):
+    """Latency statistics of one run and kind (device: model only; e2e: copy, model, post-processing)."""
+
+    __tablename__ = "latency_summaries"
+    __table_args__ = (UniqueConstraint("run_id", "kind", name="uq_latency_run_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    batch_size: Mapped[int] = mapped_column(Integer)
+    ranked_ms: Mapped[float] = mapped_column(Float)
+    p50_ms: Mapped[float] = mapped_column(Float)
+    p90_ms: Mapped[float] = mapped_column(Float)
+    p95_ms: Mapped[float] = mapped_column(Float)
+    p99_ms: Mapped[float] = mapped_column(Float)
+    mean_ms: Mapped[float] = mapped_column(Float)
+    std_ms: Mapped[float] = mapped_column(Float)
+    cv: Mapped[float] = mapped_column(Float)
+    repeats: Mapped[int] = mapped_column(Integer)
+    iterations: Mapped[int] = mapped_column(Integer)
+    timer: Mapped[str] = mapped_column(String(40))
+    noisy: Mapped[bool] = mapped_column(Boolean)
+    noise_reasons: Mapped[list[Any]] = mapped_column(JSON)
+    repeat_medians_ms: Mapped[list[Any]] = mapped_column(JSON)
+    samples: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian per-iteration samples (ms)
+
+    run: Mapped[Run] = relationship(back_populates="latencies")

@@ -1,0 +1,359 @@
+"""The repository: the only code that writes the store. Runs are claimed, then finished in one transaction.
+
+A run row is inserted as `running` before the submission is executed (its idempotency key is unique, so two
+evaluators never run the same job twice) and completed with its metrics and latency rows in a single
+transaction, so a reader never sees a half-written run. An interrupted evaluation deletes its claim; a claim
+left by a killed process is reclaimed once its process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import create_engine, delete, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from harness.config import db_url
+from harness.errors import StoreError
+from harness.store.models import Environment, LatencySummaryRow, Metric, Run, Submission, utcnow
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
+def _describe_db_error(url: str, exc: Exception) -> StoreError:
+    text = str(getattr(exc, "orig", exc))
+    safe_url = url.split("@")[-1]
+    if "readonly" in text or "read-only" in text:
+        return StoreError(
+            f"the store {safe_url} is read-only ({text})",
+            "make the database file and its folder writable, or set HARNESS_DB_URL",
+        )
+    if "locked" in text:
+        return StoreError(
+            f"the store {safe_url} is locked by another process ({text})",
+            "wait for the other harness process to finish, or retry",
+        )
+    if "unable to open" in text:
+        return StoreError(
+            f"cannot open the store {safe_url} ({text})",
+            "check that the folder exists and is writable, or set HARNESS_DB_URL",
+        )
+    return StoreError(f"store error on {safe_url}: {text}")
+
+
+@dataclass
+class RunOutcome:
+    """What an evaluation produced for one claimed run, ready to be stored in one transaction."""
+
+    status: str
+    error: str | None = None
+    metrics: dict[str, float] | None = None
+    primary_value: float | None = None
+    complexity: dict[str, Any] | None = None
+    latency: dict[str, dict[str, Any]] | None = None
+    environment: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
+    log_tail: str | None = None
+
+
+class Store:
+    def __init__(self, url: str | None = None):
+        self.url = url or db_url()
+        path = _sqlite_path(self.url)
+        if path is not None and not path.parent.exists():
+            raise StoreError(f"the folder {path.parent} of the store does not exist", "create it or set HARNESS_DB_URL")
+        kwargs: dict[str, Any] = {}
+        if path is not None:
+            kwargs["connect_args"] = {"timeout": 30}
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        if path is not None:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        try:
+            self._migrate(path)
+        except OperationalError as exc:
+            raise _describe_db_error(self.url, exc) from exc
+
+    def _migrate(self, sqlite_path: Path | None) -> None:
+        from alembic import command
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        with self.engine.connect() as conn:
+            if MigrationContext.configure(conn).get_current_revision() == head:
+                return
+        lock = _migration_lock(sqlite_path)
+        with lock, self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(726172)")
+            if MigrationContext.configure(conn).get_current_revision() != head:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            raise _describe_db_error(self.url, exc) from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # Submissions ---------------------------------------------------------------------------------------
+
+    def add_submission(self, **fields: Any) -> tuple[Submission, bool]:
+        """Insert a submission unless the same name and content exist; returns (row, created)."""
+        with self.session() as s:
+            existing = s.scalar(
+                select(Submission).where(
+                    Submission.name == fields["name"], Submission.content_hash == fields["content_hash"]
+                )
+            )
+            if existing is not None:
+                return existing, False
+            row = Submission(**fields)
+            s.add(row)
+        return row, True
+
+    def submissions(self, track: str | None = None, names: list[str] | None = None) -> list[Submission]:
+        with self.session() as s:
+            query = select(Submission).order_by(Submission.id)
+            if track:
+                query = query.where(Submission.track == track)
+            if names:
+                query = query.where(Submission.name.in_(names))
+            return list(s.scalars(query))
+
+    # Runs ----------------------------------------------------------------------------------------------
+
+    def claim_run(self, key: str, **fields: Any) -> int | None:
+        """Insert a `running` row with this idempotency key; None when the job is done or being done."""
+        with self.session() as s:
+            existing = s.scalar(select(Run).where(Run.idempotency_key == key))
+            if existing is not None:
+                if existing.status != "running" or not _claim_is_stale(existing):
+                    return None
+                s.delete(existing)
+                s.flush()
+        try:
+            with self.session() as s:
+                row = Run(
+                    idempotency_key=key,
+                    status="running",
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    **fields,
+                )
+                s.add(row)
+                s.flush()
+                return row.id
+        except IntegrityError:
+            return None  # another evaluator claimed it between our check and insert
+
+    def release_run(self, run_id: int) -> None:
+        """Forget a claim (interrupted evaluation): the job is queued again."""
+        with self.session() as s:
+            s.execute(delete(Run).where(Run.id == run_id, Run.status == "running"))
+
+    def finish_run(self, run_id: int, outcome: RunOutcome) -> None:
+        with self.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise StoreError(f"run {run_id} vanished from the store while it was evaluated")
+            run.status = outcome.status
+            run.error = outcome.error
+            run.primary_value = outcome.primary_value
+            run.log_tail = outcome.log_tail
+            run.details = outcome.details
+            run.finished_at = utcnow()
+            if outcome.complexity:
+                run.params = outcome.complexity.get("params")
+                run.bytes = outcome.complexity.get("bytes")
+                run.macs = outcome.complexity.get("macs")
+                run.macs_std = outcome.complexity.get("macs_std")
+            if outcome.environment:
+                run.environment_id = self._environment_id(s, outcome.environment, run.hardware_class)
+            for name, value in (outcome.metrics or {}).items():
+                s.add(Metric(run_id=run_id, name=name, value=float(value)))
+            for kind, summary in (outcome.latency or {}).items():
+                s.add(_latency_row(run_id, kind, summary))
+
+    def _environment_id(self, s: Session, env: dict[str, Any], hardware_class: str) -> int:
+        from harness.measure.environment import fingerprint_hash
+
+        fp = fingerprint_hash(env)
+        row = s.scalar(select(Environment).where(Environment.fingerprint == fp))
+        if row is None:
+            row = Environment(fingerprint=fp, hardware_class=hardware_class, data=env)
+            s.add(row)
+            s.flush()
+        return row.id
+
+    def get_run(self, run_id: int) -> Run | None:
+        with self.session() as s:
+            return s.scalar(_run_query().where(Run.id == run_id))
+
+    def runs(
+        self,
+        track: str | None = None,
+        status: str | None = None,
+        ids: list[int] | None = None,
+        track_version: int | None = None,
+        submission: str | None = None,
+        variant: str | None = None,
+    ) -> list[Run]:
+        with self.session() as s:
+            query = _run_query().order_by(Run.id)
+            if track:
+                query = query.where(Run.track == track)
+            if track_version is not None:
+                query = query.where(Run.track_version == track_version)
+            if status:
+                query = query.where(Run.status == status)
+            if ids:
+                query = query.where(Run.id.in_(ids))
+            if submission:
+                query = query.join(Submission).where(Submission.name == submission)
+            if variant:
+                query = query.where(Run.variant == variant)
+            return list(s.scalars(query))
+
+    def count_runs(self) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count(Run.id))) or 0)
+
+    def standings(self, track: str, track_version: int, hardware_class: str | None = None) -> list[Run]:
+        """The latest finished `ok` run of each (submission name, variant) for one track version."""
+        with self.session() as s:
+            latest = (
+                select(func.max(Run.id))
+                .join(Submission)
+                .where(Run.track == track, Run.track_version == track_version, Run.status == "ok")
+                .group_by(Submission.name, Run.variant, Run.hardware_class)
+            )
+            if hardware_class:
+                latest = latest.where(Run.hardware_class == hardware_class)
+            return list(s.scalars(_run_query().where(Run.id.in_(latest))))
+
+
+def _run_query():
+    return select(Run).options(
+        selectinload(Run.submission),
+        selectinload(Run.metrics),
+        selectinload(Run.latencies),
+        selectinload(Run.environment),
+    )
+
+
+def _latency_row(run_id: int, kind: str, summary: dict[str, Any]) -> LatencySummaryRow:
+    samples = np.asarray(summary.get("samples_ms", []), dtype="<f4").tobytes()
+    return LatencySummaryRow(
+        run_id=run_id,
+        kind=kind,
+        batch_size=summary["batch_size"],
+        ranked_ms=summary["ranked_ms"],
+        p50_ms=summary["p50_ms"],
+        p90_ms=summary["p90_ms"],
+        p95_ms=summary["p95_ms"],
+        p99_ms=summary["p99_ms"],
+        mean_ms=summary["mean_ms"],
+        std_ms=summary["std_ms"],
+        cv=summary["cv"],
+        repeats=summary["repeats"],
+        iterations=summary["iterations"],
+        timer=summary["timer"],
+        noisy=summary["noisy"],
+        noise_reasons=summary["noise_reasons"],
+        repeat_medians_ms=summary["repeat_medians_ms"],
+        samples=samples,
+    )
+
+
+def latency_samples(row: LatencySummaryRow) -> np.ndarray:
+    return np.frombuffer(row.samples, dtype="<f4").astype(np.float64)
+
+
+def _claim_is_stale(run: Run) -> bool:
+    if run.host == socket.gethostname():
+        try:
+            os.kill(run.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return utcnow() - run.started_at > timedelta(hours=6)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except Exception:
+        pass  # a read-only database cannot switch journal mode; reads still work
+    cursor.close()
+
+
+@contextlib.contextmanager
+def _migration_lock(sqlite_path: Path | None) -> Iterator[None]:
+    if sqlite_path is None:
+        yield
+        return
+    lock_path = sqlite_path.with_name(sqlite_path.name + ".migrate-lock")
+    try:
+        fh = open(lock_path, "a+")
+    except OSError:
+        yield  # read-only folder: the upgrade itself will report it
+        return
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def idempotency_key(*parts: Any) -> str:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+
+
+_stores: dict[str, Store] = {}
+
+
+def open_store(url: str | None = None) -> Store:
+    """One engine per URL per process (never one per request)."""
+    key = url or db_url()
+    if key not in _stores:
+        _stores[key] = Store(key)
+    return _stores[key]

@@ -1,0 +1,160 @@
+"""Submission folders: the manifest, the content hash, and installation into the harness's own folder.
+
+A submission is an installable Python project whose `pyproject.toml` declares entry points in the group
+`harness.submissions` and a `[tool.harness]` table (`track`, optional `variants`). It is installed with
+`pip install --target` into a folder of the harness, never into the user's environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import harness_home
+from harness.errors import SubmissionError
+from harness.registry import GROUP
+
+IGNORED_PARTS = {
+    ".git",
+    "__pycache__",
+    "build",
+    "dist",
+    ".venv",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".mypy_cache",
+}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    project: str
+    entry_points: dict[str, str]  # name -> "module:attr"
+    track: str
+    variants: tuple[str, ...]
+
+
+def read_manifest(path: Path) -> Manifest:
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise SubmissionError(f"{path}: not a folder", "pass the folder that holds the submission's pyproject.toml")
+    toml_path = path / "pyproject.toml"
+    if not toml_path.is_file():
+        raise SubmissionError(f"{toml_path}: missing", "a submission is an installable project with a pyproject.toml")
+    try:
+        data = tomllib.loads(toml_path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise SubmissionError(f"{toml_path}: invalid TOML ({exc})") from exc
+    project = data.get("project", {})
+    entry_points = project.get("entry-points", {}).get(GROUP, {})
+    if not entry_points:
+        raise SubmissionError(
+            f"{toml_path}: no entry point in the group `{GROUP}`",
+            f'add\n    [project.entry-points."{GROUP}"]\n    my_model = "my_package:build"',
+        )
+    for name, target in entry_points.items():
+        if ":" not in str(target):
+            raise SubmissionError(
+                f"{toml_path}: entry point `{name} = {target!r}` is not of the form 'module:function'"
+            )
+    tool = data.get("tool", {}).get("harness", {})
+    track = tool.get("track")
+    if not track:
+        raise SubmissionError(
+            f"{toml_path}: [tool.harness] has no `track`",
+            'add `track = "classification"` (or small-object, text-detection)',
+        )
+    from harness.tracks import get_card
+
+    try:
+        get_card(track)
+    except Exception as exc:
+        raise SubmissionError(f"{toml_path}: [tool.harness] track: {exc}") from exc
+    variants = tuple(tool.get("variants", ["fp32"]))
+    from harness.variants import get_variant
+
+    for variant in variants:
+        try:
+            get_variant(variant)
+        except Exception as exc:
+            raise SubmissionError(f"{toml_path}: [tool.harness] variants: {exc}") from exc
+    return Manifest(
+        path=path,
+        project=project.get("name", path.name),
+        entry_points=dict(entry_points),
+        track=track,
+        variants=variants,
+    )
+
+
+def _files(path: Path) -> list[Path]:
+    out = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if d not in IGNORED_PARTS and not d.endswith(".egg-info"))
+        out.extend(Path(root) / f for f in sorted(files) if not f.endswith(".pyc"))
+    return out
+
+
+def content_hash(path: Path) -> str:
+    """sha256 over relative paths and contents: the same content is the same submission."""
+    digest = hashlib.sha256()
+    for file in _files(path):
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        digest.update(file.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def copy_source(path: Path, dest: Path) -> None:
+    for file in _files(path):
+        target = dest / file.relative_to(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, target)
+
+
+def install(path: Path, digest: str) -> Path:
+    """Install the submission into `$HARNESS_HOME/sites/<hash>` (once per content hash); return that folder."""
+    site = harness_home() / "sites" / digest
+    if (site / ".installed").exists():
+        return site
+    site.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="harness-src-") as tmp:
+        source = Path(tmp) / "src"
+        copy_source(path, source)  # builds write into the copy, never into the participant's folder
+        staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=site.parent))
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--target",
+            str(staging),
+            str(source),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
+            raise SubmissionError(
+                f"{path}: `pip install` of the submission failed:\n{tail}",
+                "make sure `pip install .` works in the submission folder",
+            )
+        (staging / ".installed").write_text(digest)
+        try:
+            os.rename(staging, site)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)  # another process installed the same content first
+    return site
