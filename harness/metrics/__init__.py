@@ -1,0 +1,1 @@
+"""Pure scorers: predictions and hidden ground truth in, metrics out."""
