@@ -1,0 +1,1 @@
+"""Dataset generators, importers and converters that write splits in the harness layout."""
