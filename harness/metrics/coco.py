@@ -52,7 +52,7 @@ _RANGES_EVALUATED = {
 }
 _MAX_DETS = (1, 10, 100)
 
-# (key, kind, IoU threshold or None for the mean over .50:.95, area range, maxDets), as COCOeval.summarize.
+# key -> (array, IoU threshold or None for the mean over .50:.95, area range, maxDets), as COCOeval.summarize.
 _SUMMARY_KEYS: dict[str, tuple[str, float | None, str, int]] = {
     "AP": ("precision", None, "all", 100),
     "AP50": ("precision", 0.5, "all", 100),
