@@ -1,0 +1,458 @@
+"""COCO box AP/AR (pycocotools or faster-coco-eval) with tiny-object area ranges, and strict input checks.
+
+`score_coco(ground_truth, results)` runs COCOeval (iouType "bbox", default IoU thresholds, recall thresholds
+and maxDets 1/10/100) once over seven area ranges: COCO's all/small/medium/large and the AI-TOD style
+tiny ranges verytiny [0, 8²], tiny [8², 16²], small16 [16², 32²]. The summaries are computed from
+`eval["precision"]` and `eval["recall"]` exactly as `COCOeval.summarize()` does (mean over entries > -1),
+so they equal what the scorers print, without their printing. An area range's result does not depend on
+the other ranges evaluated beside it, so one pass with seven ranges equals separate COCO and tiny runs.
+
+Where no ground truth falls in a range (no entry > -1), the value is -1.0, as COCO reports it: callers
+that store or rank metrics must treat a negative value as "not applicable", never as a score.
+
+Area ranges use each ground-truth annotation's `area` field (COCO's segment area where it exists), not its
+box area; a detection's area is its box w*h. Ground truth without `area` gets w*h here. Annotations with
+`iscrowd=1` are ignore regions: a detection matched to one is neither a true nor a false positive, but only
+for the crowd annotation's own category (COCOeval matches per category).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import numbers
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.contract import Detections
+from harness.errors import DatasetError, HarnessError, PredictionError
+
+BACKENDS = ("pycocotools", "faster-coco-eval")
+RANGE_SETS = ("coco", "tiny", "all")
+
+_AREA_MAX = 1e5**2  # COCO's upper bound for "all" and "large"
+_AREA_RANGES: dict[str, list[float]] = {
+    "all": [0.0, _AREA_MAX],
+    "small": [0.0, 32.0**2],
+    "medium": [32.0**2, 96.0**2],
+    "large": [96.0**2, _AREA_MAX],
+    "verytiny": [0.0, 8.0**2],
+    "tiny": [8.0**2, 16.0**2],
+    "small16": [16.0**2, 32.0**2],
+}
+_RANGES_EVALUATED = {
+    "coco": ["all", "small", "medium", "large"],
+    "tiny": ["all", "verytiny", "tiny", "small16", "medium", "large"],
+    "all": ["all", "small", "medium", "large", "verytiny", "tiny", "small16"],
+}
+_MAX_DETS = (1, 10, 100)
+
+# key -> (array, IoU threshold or None for the mean over .50:.95, area range, maxDets), as COCOeval.summarize.
+_SUMMARY_KEYS: dict[str, tuple[str, float | None, str, int]] = {
+    "AP": ("precision", None, "all", 100),
+    "AP50": ("precision", 0.5, "all", 100),
+    "AP75": ("precision", 0.75, "all", 100),
+    "AP_small": ("precision", None, "small", 100),
+    "AP_medium": ("precision", None, "medium", 100),
+    "AP_large": ("precision", None, "large", 100),
+    "AP_verytiny": ("precision", None, "verytiny", 100),
+    "AP_tiny": ("precision", None, "tiny", 100),
+    "AP_small16": ("precision", None, "small16", 100),
+    "AR_1": ("recall", None, "all", 1),
+    "AR_10": ("recall", None, "all", 10),
+    "AR_100": ("recall", None, "all", 100),
+    "AR_small": ("recall", None, "small", 100),
+    "AR_medium": ("recall", None, "medium", 100),
+    "AR_large": ("recall", None, "large", 100),
+    "AR_verytiny": ("recall", None, "verytiny", 100),
+    "AR_tiny": ("recall", None, "tiny", 100),
+    "AR_small16": ("recall", None, "small16", 100),
+}
+_COCO_KEYS = [
+    "AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
+    "AR_1", "AR_10", "AR_100", "AR_small", "AR_medium", "AR_large",
+]  # fmt: skip
+_TINY_ONLY_KEYS = ["AP_verytiny", "AP_tiny", "AP_small16", "AR_verytiny", "AR_tiny", "AR_small16"]
+_TINY_KEYS = [
+    "AP", "AP50", "AP75", "AP_verytiny", "AP_tiny", "AP_small16", "AP_medium", "AP_large",
+    "AR_1", "AR_10", "AR_100", "AR_verytiny", "AR_tiny", "AR_small16", "AR_medium", "AR_large",
+]  # fmt: skip
+METRIC_KEYS = {"coco": _COCO_KEYS, "tiny": _TINY_KEYS, "all": _COCO_KEYS + _TINY_ONLY_KEYS}
+"""The keys `score_coco` returns for each choice of `ranges`, in order."""
+
+
+def load_json(path: Path | str, error: type[HarnessError] = DatasetError) -> Any:
+    """Read a JSON file; an unreadable or invalid file raises `error` naming the path (and line)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise error(f"{path}: no such file", "check the path") from exc
+    except IsADirectoryError as exc:
+        raise error(
+            f"{path}: is a directory, expected a JSON file", "give the path of the .json file"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(
+            f"{path}: cannot be read ({exc})", "check the file's permissions and encoding (UTF-8)"
+        ) from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            "fix the file so that it parses as JSON",
+        ) from exc
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _bbox_problem(bbox: Any) -> str | None:
+    """Why `bbox` is not a valid COCO [x, y, w, h] box, or None. Zero width or height is allowed."""
+    if not isinstance(bbox, list | tuple) or len(bbox) != 4:
+        return f"`bbox` is {bbox!r}, expected a list [x, y, width, height] of 4 numbers"
+    for name, value in zip(("x", "y", "width", "height"), bbox, strict=True):
+        if not _is_number(value):
+            return f"`bbox` {name} is {value!r}, expected a finite number"
+    if bbox[2] < 0 or bbox[3] < 0:
+        return f"`bbox` {list(bbox)} has a negative width or height (COCO boxes are [x, y, width, height])"
+    return None
+
+
+def validate_ground_truth(gt: Any, path: Path | str | None = None) -> dict[str, Any]:
+    """Check a COCO instances dict and return a normalised copy, ready for scoring.
+
+    Requires `images`, `annotations` and `categories` lists; integer, unique image, category and
+    annotation ids; annotations on known images and categories with a valid `bbox`. Fills in what COCOeval
+    needs but small converters often omit: `iscrowd` (0) and `area` (w*h of the box). Raises
+    `DatasetError` naming the entry, its field, and the fix. The input is not modified.
+    """
+    where = str(path) if path is not None else "ground truth"
+    if not isinstance(gt, dict):
+        raise DatasetError(
+            f"{where}: is a {type(gt).__name__}, expected a COCO object with images, annotations, categories"
+        )
+    for key in ("images", "annotations", "categories"):
+        if key not in gt:
+            raise DatasetError(
+                f"{where}: has no `{key}` list",
+                "a COCO instances file has images, annotations and categories",
+            )
+        if not isinstance(gt[key], list):
+            raise DatasetError(f"{where}: `{key}` is a {type(gt[key]).__name__}, expected a list")
+    if not gt["images"]:
+        raise DatasetError(f"{where}: `images` is empty", "the ground truth must list the images it covers")
+    if not gt["categories"]:
+        raise DatasetError(
+            f"{where}: `categories` is empty", 'list the categories, e.g. {"id": 1, "name": "car"}'
+        )
+
+    images = []
+    image_ids: set[int] = set()
+    for i, image in enumerate(gt["images"]):
+        if not isinstance(image, dict):
+            raise DatasetError(f"{where}: images[{i}] is a {type(image).__name__}, expected an object")
+        image_id = image.get("id")
+        if not _is_int(image_id):
+            raise DatasetError(
+                f"{where}: images[{i}] has `id` {image_id!r}, expected an integer",
+                "give every image an integer id",
+            )
+        if image_id in image_ids:
+            raise DatasetError(
+                f"{where}: images[{i}] repeats image id {image_id}", "image ids must be unique"
+            )
+        image_ids.add(int(image_id))
+        images.append({**image, "id": int(image_id)})
+
+    categories = []
+    category_ids: set[int] = set()
+    for i, category in enumerate(gt["categories"]):
+        if not isinstance(category, dict):
+            raise DatasetError(f"{where}: categories[{i}] is a {type(category).__name__}, expected an object")
+        category_id = category.get("id")
+        if not _is_int(category_id):
+            raise DatasetError(
+                f"{where}: categories[{i}] has `id` {category_id!r}, expected an integer",
+                "give every category an integer id",
+            )
+        if category_id in category_ids:
+            raise DatasetError(
+                f"{where}: categories[{i}] repeats category id {category_id}", "category ids must be unique"
+            )
+        category_ids.add(int(category_id))
+        categories.append({**category, "id": int(category_id)})
+
+    annotations = []
+    annotation_ids: set[int] = set()
+    for i, ann in enumerate(gt["annotations"]):
+        if not isinstance(ann, dict):
+            raise DatasetError(f"{where}: annotations[{i}] is a {type(ann).__name__}, expected an object")
+        entry = f"{where}: annotations[{i}] (id {ann.get('id')!r}, image_id {ann.get('image_id')!r})"
+        for key in ("id", "image_id", "category_id", "bbox"):
+            if key not in ann:
+                raise DatasetError(
+                    f"{entry}: has no `{key}`", "every annotation needs id, image_id, category_id, bbox"
+                )
+        for key in ("id", "image_id", "category_id"):
+            if not _is_int(ann[key]):
+                raise DatasetError(f"{entry}: `{key}` is {ann[key]!r}, expected an integer")
+        if ann["id"] in annotation_ids:
+            raise DatasetError(f"{entry}: repeats annotation id {ann['id']}", "annotation ids must be unique")
+        annotation_ids.add(int(ann["id"]))
+        if ann["image_id"] not in image_ids:
+            raise DatasetError(
+                f"{entry}: `image_id` {ann['image_id']} is not in `images`",
+                "add the image or drop the annotation",
+            )
+        if ann["category_id"] not in category_ids:
+            raise DatasetError(
+                f"{entry}: `category_id` {ann['category_id']} is not in `categories` {sorted(category_ids)}",
+                "add the category or fix the annotation",
+            )
+        problem = _bbox_problem(ann["bbox"])
+        if problem:
+            raise DatasetError(f"{entry}: {problem}")
+        bbox = [float(v) for v in ann["bbox"]]
+        area = ann.get("area", bbox[2] * bbox[3])
+        if not _is_number(area) or area < 0:
+            raise DatasetError(
+                f"{entry}: `area` is {area!r}, expected a finite number >= 0", "set area to the box's w*h"
+            )
+        iscrowd = ann.get("iscrowd", 0)
+        if not (isinstance(iscrowd, numbers.Integral) and int(iscrowd) in (0, 1)):
+            raise DatasetError(
+                f"{entry}: `iscrowd` is {iscrowd!r}, expected 0 or 1", "use 1 for ignore regions, else 0"
+            )
+        annotations.append(
+            {
+                **ann,
+                "id": int(ann["id"]),
+                "image_id": int(ann["image_id"]),
+                "category_id": int(ann["category_id"]),
+                "bbox": bbox,
+                "area": float(area),
+                "iscrowd": int(iscrowd),
+            }
+        )
+    return {**gt, "images": images, "annotations": annotations, "categories": categories}
+
+
+def validate_results(
+    results: Any, gt: dict[str, Any], source: Path | str | None = None
+) -> list[dict[str, Any]]:
+    """Check COCO detection results against (validated) ground truth and return clean copies.
+
+    Each entry must be an object with `image_id` and `category_id` known to the ground truth, `bbox`
+    [x, y, w, h] of finite numbers with w, h >= 0 (a zero-size box is allowed: it can match nothing, so it
+    counts as a false positive), and a finite `score`. Other keys are dropped. Raises `PredictionError`
+    naming the entry's index, image id, field and the fix.
+    """
+    where = str(source) if source is not None else "results"
+    if not isinstance(results, list):
+        raise PredictionError(
+            f"{where}: is a {type(results).__name__}, expected a list of detections",
+            'write a JSON list of {"image_id", "category_id", "bbox": [x, y, w, h], "score"} objects',
+        )
+    image_ids = {image["id"] for image in gt["images"]}
+    category_ids = {category["id"] for category in gt["categories"]}
+    clean = []
+    for i, det in enumerate(results):
+        if not isinstance(det, dict):
+            raise PredictionError(f"{where}: result {i} is a {type(det).__name__}, expected an object")
+        entry = f"{where}: result {i} (image_id {det.get('image_id')!r})"
+        missing = [key for key in ("image_id", "category_id", "bbox", "score") if key not in det]
+        if missing:
+            raise PredictionError(
+                f"{entry}: has no {', '.join(f'`{key}`' for key in missing)}",
+                "every result needs image_id, category_id, bbox [x, y, w, h] and score",
+            )
+        image_id, category_id = det["image_id"], det["category_id"]
+        if not _is_int(image_id) or image_id not in image_ids:
+            hint = "use the integer ids of the ground truth's images"
+            if (
+                isinstance(image_id, str)
+                and image_id.strip().lstrip("-").isdigit()
+                and int(image_id) in image_ids
+            ):
+                hint = f"image ids are integers: write {int(image_id)}, not {image_id!r}"
+            raise PredictionError(
+                f"{entry}: `image_id` {image_id!r} is not an image of the ground truth", hint
+            )
+        if not _is_int(category_id) or category_id not in category_ids:
+            raise PredictionError(
+                f"{entry}: `category_id` {category_id!r} is not a category of the ground truth",
+                f"use one of the category ids {sorted(category_ids)}",
+            )
+        problem = _bbox_problem(det["bbox"])
+        if problem:
+            raise PredictionError(f"{entry}: {problem}", "write boxes as [x, y, width, height] in pixels")
+        if not _is_number(det["score"]):
+            raise PredictionError(f"{entry}: `score` is {det['score']!r}, expected a finite number")
+        clean.append(
+            {
+                "image_id": int(image_id),
+                "category_id": int(category_id),
+                "bbox": [float(v) for v in det["bbox"]],
+                "score": float(det["score"]),
+            }
+        )
+    return clean
+
+
+def detections_to_coco(
+    ids: Sequence[str], records: Sequence[Detections], ground_truth: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Turn the harness's per-sample `Detections` (boxes xyxy) into COCO results (bbox xywh).
+
+    A sample id is `str(image["id"])`; with `ground_truth` given, ids are mapped back to its image ids
+    (an id it lacks raises `PredictionError`), else each id must be an integer written in decimal.
+    """
+    if len(ids) != len(records):
+        raise PredictionError(
+            f"{len(ids)} sample ids but {len(records)} detection records", "give one record per id"
+        )
+    id_map = (
+        {str(image["id"]): image["id"] for image in ground_truth["images"]}
+        if ground_truth is not None
+        else None
+    )
+    results: list[dict[str, Any]] = []
+    for sample_id, record in zip(ids, records, strict=True):
+        if id_map is not None:
+            if sample_id not in id_map:
+                raise PredictionError(
+                    f"sample id {sample_id!r} is not an image of the ground truth",
+                    "predictions must come from the split this ground truth belongs to",
+                )
+            image_id = id_map[sample_id]
+        else:
+            try:
+                image_id = int(sample_id)
+            except ValueError as exc:
+                raise PredictionError(
+                    f"sample id {sample_id!r} is not an integer COCO image id",
+                    "pass the ground truth to map ids",
+                ) from exc
+        boxes = np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4)
+        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).tolist()
+        scores = np.asarray(record.scores, dtype=np.float64).reshape(-1).tolist()
+        labels = np.asarray(record.labels).reshape(-1).tolist()
+        if not (len(xywh) == len(scores) == len(labels)):
+            raise PredictionError(
+                f"sample {sample_id!r}: {len(xywh)} boxes, {len(scores)} scores, {len(labels)} labels differ"
+            )
+        results.extend(
+            {"image_id": image_id, "category_id": int(label), "bbox": bbox, "score": score}
+            for bbox, score, label in zip(xywh, scores, labels, strict=True)
+        )
+    return results
+
+
+def _load_backend(backend: str) -> tuple[Any, Any]:
+    """(COCO class, COCOeval class) of the chosen backend, imported only now: both are optional at import."""
+    if backend == "pycocotools":
+        try:
+            from pycocotools.coco import COCO
+            from pycocotools.cocoeval import COCOeval
+        except ImportError as exc:
+            raise HarnessError(
+                f"the COCO scorer backend 'pycocotools' is not installed ({exc})",
+                "pip install pycocotools, or choose the backend 'faster-coco-eval'",
+            ) from exc
+        return COCO, COCOeval
+    if backend == "faster-coco-eval":
+        try:
+            from faster_coco_eval import COCO, COCOeval_faster
+        except ImportError as exc:
+            raise HarnessError(
+                f"the COCO scorer backend 'faster-coco-eval' is not installed ({exc})",
+                "pip install faster-coco-eval, or choose the backend 'pycocotools'",
+            ) from exc
+        return COCO, COCOeval_faster
+    raise HarnessError(f"unknown COCO scorer backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
+
+
+def _evaluate(
+    backend: str, gt: dict[str, Any], results: list[dict[str, Any]], range_labels: list[str]
+) -> Any:
+    coco_cls, eval_cls = _load_backend(backend)
+    # Both scorers print progress; the captured text is dropped, the numbers are untouched.
+    with contextlib.redirect_stdout(io.StringIO()):
+        if backend == "pycocotools":
+            gt_api = coco_cls()
+            gt_api.dataset = gt
+            gt_api.createIndex()
+            if results:
+                dt_api = gt_api.loadRes(results)
+            else:
+                # pycocotools' loadRes cannot take an empty list; this is the result object it would build.
+                dt_api = coco_cls()
+                dt_api.dataset = {
+                    "images": list(gt["images"]),
+                    "categories": list(gt["categories"]),
+                    "annotations": [],
+                }
+                dt_api.createIndex()
+            evaluator = eval_cls(gt_api, dt_api, "bbox")
+        else:
+            gt_api = coco_cls(gt)
+            dt_api = gt_api.loadRes(results)
+            evaluator = eval_cls(gt_api, dt_api, "bbox", print_function=lambda *args, **kwargs: None)
+        evaluator.params.areaRng = [list(_AREA_RANGES[label]) for label in range_labels]
+        evaluator.params.areaRngLbl = list(range_labels)
+        evaluator.params.maxDets = list(_MAX_DETS)
+        evaluator.evaluate()
+        evaluator.accumulate()
+    return evaluator
+
+
+def _summary(evaluator: Any, key: str, range_labels: list[str]) -> float:
+    kind, iou, area, max_dets = _SUMMARY_KEYS[key]
+    params = evaluator.params
+    a = range_labels.index(area)
+    m = list(params.maxDets).index(max_dets)
+    values = evaluator.eval[kind]  # precision: T×R×K×A×M, recall: T×K×A×M
+    if iou is not None:
+        values = values[np.flatnonzero(np.isclose(params.iouThrs, iou))]
+    values = values[..., a, m]
+    values = values[values > -1]
+    return float(np.mean(values)) if values.size else -1.0
+
+
+def score_coco(
+    ground_truth: dict[str, Any],
+    results: list[dict[str, Any]],
+    backend: str = "pycocotools",
+    ranges: str = "all",
+    *,
+    gt_source: Path | str | None = None,
+    results_source: Path | str | None = None,
+) -> dict[str, float]:
+    """COCO box AP/AR of `results` (COCO detection results) against `ground_truth` (COCO instances dict).
+
+    `ranges`: "coco" gives AP, AP50, AP75, AP/AR small/medium/large, AR_1/10/100; "tiny" gives the same
+    with small replaced by verytiny/tiny/small16; "all" (default) gives the "coco" keys plus
+    AP/AR verytiny/tiny/small16 (see `METRIC_KEYS`). -1.0 means no ground truth in that range.
+    Both inputs are validated first (`gt_source`/`results_source` name them in error messages).
+    """
+    if ranges not in RANGE_SETS:
+        raise HarnessError(f"unknown area range set {ranges!r}", f"choose one of {', '.join(RANGE_SETS)}")
+    if backend not in BACKENDS:
+        raise HarnessError(f"unknown COCO scorer backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
+    gt = validate_ground_truth(ground_truth, gt_source)
+    clean = validate_results(results, gt, results_source)
+    range_labels = _RANGES_EVALUATED[ranges]
+    evaluator = _evaluate(backend, gt, clean, range_labels)
+    return {key: _summary(evaluator, key, range_labels) for key in METRIC_KEYS[ranges]}

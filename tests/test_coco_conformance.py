@@ -1,0 +1,62 @@
+"""Conformance: `score_coco` reproduces pycocotools' published-style figures on 100 COCO val2014 images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.metrics.coco import BACKENDS, load_json, score_coco
+
+CONFORMANCE = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "coco"
+GT_FILE = CONFORMANCE / "instances_val2014_100.json"
+RESULTS_FILE = CONFORMANCE / "instances_val2014_fakebbox100_results.json"
+EXPECTED_FILE = CONFORMANCE / "expected.json"
+# expected.json names the tiny-ranges block's areas as AI-TOD does; the harness names them by size.
+TINY_NAMES = {"nano": "verytiny", "micro": "tiny", "small": "small16"}
+
+
+def _harness_key(tiny_key: str) -> str:
+    prefix, _, area = tiny_key.partition("_")
+    return f"{prefix}_{TINY_NAMES[area]}" if area in TINY_NAMES else tiny_key
+
+
+@pytest.fixture(scope="module")
+def conformance() -> tuple[dict, list, dict]:
+    if not all(p.is_file() for p in (GT_FILE, RESULTS_FILE, EXPECTED_FILE)):
+        pytest.skip(f"COCO conformance data not found under {CONFORMANCE}")
+    expected = json.loads(EXPECTED_FILE.read_text())
+    return load_json(GT_FILE), load_json(RESULTS_FILE), expected
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_all_ranges_match_both_expected_blocks(conformance, backend):
+    gt, results, expected = conformance
+    metrics = score_coco(gt, results, backend=backend, ranges="all")
+    assert len(metrics) == 18
+    for key, value in expected["standard"].items():
+        assert metrics[key] == pytest.approx(value, abs=1e-6), key
+    for key, value in expected["tiny_ranges"].items():
+        assert metrics[_harness_key(key)] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_range_sets_match_their_blocks(conformance, backend):
+    gt, results, expected = conformance
+    coco = score_coco(gt, results, backend=backend, ranges="coco")
+    assert set(coco) == set(expected["standard"])
+    for key, value in expected["standard"].items():
+        assert coco[key] == pytest.approx(value, abs=1e-6), key
+    tiny = score_coco(gt, results, backend=backend, ranges="tiny")
+    assert set(tiny) == {_harness_key(key) for key in expected["tiny_ranges"]}
+    for key, value in expected["tiny_ranges"].items():
+        assert tiny[_harness_key(key)] == pytest.approx(value, abs=1e-6), key
+
+
+def test_input_is_not_modified(conformance):
+    gt, results, _ = conformance
+    before = (json.dumps(gt, sort_keys=True), json.dumps(results, sort_keys=True))
+    score_coco(gt, results, backend="pycocotools", ranges="coco")
+    score_coco(gt, results, backend="faster-coco-eval", ranges="coco")
+    assert (json.dumps(gt, sort_keys=True), json.dumps(results, sort_keys=True)) == before
