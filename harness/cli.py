@@ -31,7 +31,8 @@ def _emit_json(data: Any) -> None:
 def _console():
     from rich.console import Console
 
-    return Console()
+    # Tables are wide; when printing to a pipe or a file, do not squeeze them into 80 columns.
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _fmt_count(value: float | None, unit: str = "") -> str:

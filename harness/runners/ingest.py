@@ -14,6 +14,7 @@ from __future__ import annotations
 from harness.measure.latency import PROFILES, time_callable, wall_clock_ns  # isort: skip
 
 import json
+import os
 import queue
 import sys
 import threading
@@ -234,6 +235,13 @@ def run(job: IngestJob) -> dict[str, Any]:
     except Exception as exc:
         raise StageError("latency", f"performance pass failed: {_describe(exc)}") from exc
     timings["performance_s"] = (wall_clock_ns() - t_perf) / 1e9
+    if not job.device.startswith("cuda"):
+        cores = os.cpu_count() or 1
+        load = os.getloadavg()[0]
+        if load > cores:
+            for summary in (device_latency, e2e_latency):
+                summary.noisy = True
+                summary.noise_reasons.append(f"CPU load average {load:.1f} on {cores} cores during timing")
     if busy_before:
         for summary in (device_latency, e2e_latency):
             summary.noisy = True

@@ -33,9 +33,15 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _sqlite_path(url: str) -> Path | None:
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///"))
-    return None
+    """The database file of a SQLite URL (also of the `sqlite:///file:PATH?mode=ro&uri=true` form)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path.removeprefix("file:"))
+
+
+def _busy_timeout_ms() -> int:
+    return int(os.environ.get("HARNESS_DB_BUSY_TIMEOUT_MS", "30000"))
 
 
 def _describe_db_error(url: str, exc: Exception) -> StoreError:
@@ -82,7 +88,7 @@ class Store:
             raise StoreError(f"the folder {path.parent} of the store does not exist", "create it or set HARNESS_DB_URL")
         kwargs: dict[str, Any] = {}
         if path is not None:
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": _busy_timeout_ms() / 1000}
         self.engine: Engine = create_engine(self.url, **kwargs)
         if path is not None:
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -316,7 +322,7 @@ def _claim_is_stale(run: Run) -> bool:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={_busy_timeout_ms()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
