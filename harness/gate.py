@@ -226,9 +226,9 @@ def _ratio_interval(
             scheme = f"samples treated as independent ({len(x)} baseline, {len(y)} candidate)"
         low, point, high, note = _hodges_lehmann_interval(np.log(x), np.log(y), alpha)
         return LatencyInterval(
-            math.exp(low) if low > -math.inf else 0.0,
+            math.exp(low),  # exp(-inf) = 0 and exp(inf) = inf: an unbounded interval stays unbounded
             math.exp(point),
-            math.exp(high) if high < math.inf else math.inf,
+            math.exp(high),
             baseline_ms,
             candidate_ms,
             method,
