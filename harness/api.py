@@ -440,11 +440,12 @@ def latency_dict(row: Any, with_samples: bool = False) -> dict[str, Any]:
         "noise_reasons": list(row.noise_reasons or []),
         "timer": row.timer,
         "repeat_medians_ms": list(row.repeat_medians_ms or []),
+        "repeat_sizes": list(row.repeat_sizes or []),
     }
     if with_samples:
         from harness.store.repo import latency_samples
 
-        data["samples_ms"] = [round(float(x), 5) for x in latency_samples(row)]
+        data["samples_ms"] = latency_samples(row).tolist()
     return data
 
 
@@ -511,3 +512,93 @@ def standings(track: str, hardware_class: str | None = None, store: Any = None) 
         rank_in[row["hardware_class"]] = rank_in.get(row["hardware_class"], 0) + 1
         row["rank"] = rank_in[row["hardware_class"]]
     return rows
+
+
+# references to runs (gate, compare, export) ----------------------------------------------------------
+
+
+def resolve_ref(ref: str, store: Any = None, with_samples: bool = True) -> dict[str, Any]:
+    """A run record from a run id (`12`), `submission@variant` (its latest finished run), or an exported
+    results file (`results.json`, or `results.json#RUN_ID` when the file holds several runs)."""
+    from harness.gate import load_results_file, select_run
+    from harness.store import open_store
+
+    path_part, _, run_part = ref.partition("#")
+    if Path(path_part).is_file():
+        runs = load_results_file(path_part)
+        return select_run(runs, path_part, run_id=run_part or None)
+    store = store or open_store()
+    if ref.isdigit():
+        run = store.get_run(int(ref))
+        if run is None:
+            raise HarnessError(f"no run with id {ref}", "see `harness leaderboard --track T` for run ids")
+        return run_to_dict(run, with_samples)
+    if "@" in ref:
+        name, _, variant = ref.partition("@")
+        runs = [r for r in store.runs(submission=name, variant=variant or "fp32") if r.status != "running"]
+        if not runs:
+            raise HarnessError(f"no finished run of `{name}` with variant `{variant or 'fp32'}`", "evaluate it first")
+        return run_to_dict(runs[-1], with_samples)
+    raise HarnessError(
+        f"`{ref}` is neither a run id, `submission@variant`, nor an existing results file",
+        "e.g. 12, gtsnet@fp16, or results.json",
+    )
+
+
+def compare_rows(refs: Sequence[str], store: Any = None) -> list[dict[str, Any]]:
+    """Variants side by side: latency, throughput, bytes, metric, and the change in % against the first."""
+    runs = [resolve_ref(ref, store, with_samples=False) for ref in refs]
+    rows = []
+    base = runs[0]
+
+    def change(value: float | None, reference: float | None) -> float | None:
+        if value is None or reference in (None, 0):
+            return None
+        return 100.0 * (value - reference) / reference
+
+    for run in runs:
+        lat = run.get("latency") or {}
+        metric = run["metrics"].get(run["primary_metric"])
+        base_metric = base["metrics"].get(base["primary_metric"])
+        p50 = lat.get("ranked_ms")
+        throughput = 1000.0 * lat.get("batch_size", 1) / p50 if p50 else None
+        rows.append(
+            {
+                "run_id": run["run_id"],
+                "submission": run["submission"],
+                "variant": run["variant"],
+                "status": run["status"],
+                "primary_metric": run["primary_metric"],
+                "metric": metric,
+                "p50_ms": p50,
+                "p90_ms": lat.get("p90_ms"),
+                "throughput_per_s": throughput,
+                "bytes": run.get("bytes"),
+                "noisy": lat.get("noisy"),
+                "hardware_class": run.get("hardware_class"),
+                "change_pct": {
+                    "p50_ms": change(p50, (base.get("latency") or {}).get("ranked_ms")),
+                    "bytes": change(run.get("bytes"), base.get("bytes")),
+                    "metric": change(metric, base_metric),
+                },
+                "metric_delta": None if metric is None or base_metric is None else metric - base_metric,
+            }
+        )
+    return rows
+
+
+def export_runs(refs: Sequence[str], track: str | None, output: Path, store: Any = None) -> int:
+    """Write runs (by reference, or a track's current standings) to a results file for gates elsewhere."""
+    from harness.gate import export_results
+
+    runs = [resolve_ref(ref, store) for ref in refs]
+    if track:
+        from harness.store import open_store
+
+        card = get_card(track)
+        store = store or open_store()
+        runs.extend(run_to_dict(r, True) for r in store.standings(card.name, card.version))
+    if not runs:
+        raise HarnessError("nothing to export", "name runs (ids or submission@variant) or pass --track")
+    export_results(runs, output)
+    return len(runs)

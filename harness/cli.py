@@ -266,6 +266,162 @@ def show(run_id: Annotated[int, typer.Argument(help="Run id.")], as_json: JsonOp
             console.print(f"{key}: {value}", markup=False)
 
 
+@app.command()
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Runs: ids, submission@variant, or results files.")],
+    layers: Annotated[bool, typer.Option("--layers", help="Add a per-layer-type time breakdown (profiler).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Variants of a model side by side: latency, throughput, bytes, metric, and the change in % vs the first."""
+    from rich.table import Table
+
+    from harness.api import compare_rows
+
+    rows = compare_rows(runs)
+    breakdown = None
+    if layers:
+        from harness.measure.profile import layer_breakdown_for_runs
+
+        breakdown = layer_breakdown_for_runs([r["run_id"] for r in rows])
+    if as_json:
+        _emit_json({"runs": rows, "layers": breakdown} if layers else rows)
+        return
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.1f}%"
+
+    table = Table(title="compare")
+    for column in (
+        "run",
+        "submission",
+        "variant",
+        "p50 ms",
+        "p90 ms",
+        "/s",
+        "bytes",
+        "metric",
+        "Δ p50",
+        "Δ bytes",
+        "Δ metric",
+    ):
+        table.add_column(column, justify="right" if column not in ("submission", "variant") else "left")
+    for r in rows:
+        table.add_row(
+            str(r["run_id"]),
+            r["submission"],
+            r["variant"],
+            f"{r['p50_ms']:.3f}{'*' if r['noisy'] else ''}" if r["p50_ms"] else "-",
+            f"{r['p90_ms']:.3f}" if r["p90_ms"] else "-",
+            f"{r['throughput_per_s']:.1f}" if r["throughput_per_s"] else "-",
+            _fmt_bytes(r["bytes"]),
+            f"{r['primary_metric']} {r['metric']:.4f}" if r["metric"] is not None else r["status"],
+            pct(r["change_pct"]["p50_ms"]),
+            pct(r["change_pct"]["bytes"]),
+            f"{r['metric_delta']:+.4f}" if r["metric_delta"] is not None else "-",
+        )
+    console = _console()
+    console.print(table)
+    if breakdown:
+        layer_table = Table(title="time per layer type (ms per inference, profiler)")
+        kinds = sorted({k for b in breakdown.values() for k in b})
+        layer_table.add_column("run")
+        for kind in kinds:
+            layer_table.add_column(kind, justify="right")
+        for run_id, per_kind in breakdown.items():
+            layer_table.add_row(str(run_id), *[f"{per_kind.get(k, 0.0):.3f}" for k in kinds])
+        console.print(layer_table)
+
+
+@app.command()
+def export(
+    runs: Annotated[list[str] | None, typer.Argument(help="Runs: ids or submission@variant.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Results file to write.")] = Path("results.json"),
+    track: Annotated[str | None, typer.Option("--track", "-t", help="Export a track's current standings.")] = None,
+) -> None:
+    """Write runs, with their latency samples, to a results file that `harness gate` reads anywhere."""
+    from harness.api import export_runs
+
+    count = export_runs(runs or [], track, output)
+    typer.echo(f"wrote {count} run(s) to {output}")
+
+
+@app.command()
+def gate(
+    baseline: Annotated[str, typer.Option(help="Run id, submission@variant, or results file.")],
+    candidate: Annotated[str, typer.Option(help="Run id, submission@variant, or results file.")],
+    max_metric_drop: Annotated[float, typer.Option(help="Largest allowed drop of the primary metric.")] = 0.005,
+    max_latency_increase: Annotated[float, typer.Option(help="Largest allowed latency increase (0.05 = 5%).")] = 0.05,
+    confidence: Annotated[float, typer.Option(help="Confidence of the latency-ratio interval.")] = 0.99,
+    method: Annotated[str, typer.Option(help="bootstrap or rank.")] = "bootstrap",
+    allow_cross_hardware: Annotated[
+        bool, typer.Option("--allow-cross-hardware", help="Compare across hardware classes / track versions.")
+    ] = False,
+    output_format: Annotated[str, typer.Option("--format", help="text, markdown, junit or json.")] = "text",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+) -> None:
+    """Fail (exit 1) when the candidate's metric drops or its latency grows beyond noise; 3 = inconclusive."""
+    from harness.api import resolve_ref
+    from harness.gate import gate as run_gate
+    from harness.gate import render
+
+    result = run_gate(
+        resolve_ref(baseline),
+        resolve_ref(candidate),
+        max_metric_drop=max_metric_drop,
+        max_latency_increase=max_latency_increase,
+        confidence=confidence,
+        allow_cross_hardware=allow_cross_hardware,
+        method=method,
+    )
+    report = render(result, output_format)
+    if output:
+        output.write_text(report)
+        typer.echo(render(result, "text") if output_format != "text" else report)
+    else:
+        typer.echo(report)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def score(
+    track: Annotated[str, typer.Option("--track", "-t", help="small-object or text-detection.")],
+    ground_truth: Annotated[Path, typer.Option("--ground-truth", help="COCO json, or an RRC gt folder/zip.")],
+    predictions: Annotated[
+        Path, typer.Option("--predictions", help="COCO results json, or an RRC results folder/zip.")
+    ],
+    ranges: Annotated[str, typer.Option(help="COCO area ranges: coco, tiny or all.")] = "all",
+    backend: Annotated[str, typer.Option(help="COCO backend: pycocotools or faster-coco-eval.")] = "pycocotools",
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a predictions file offline against ground truth (audits, and participants who submit files)."""
+    from harness.tracks import get_card
+
+    card = get_card(track)
+    if card.kind == "detection":
+        from harness.errors import PredictionError
+        from harness.metrics.coco import load_json, score_coco
+
+        metrics = score_coco(
+            load_json(ground_truth),
+            load_json(predictions, error=PredictionError),
+            backend=backend,
+            ranges=ranges,
+            gt_source=str(ground_truth),
+            results_source=str(predictions),
+        )
+    elif card.kind == "text":
+        from harness.formats.rrc import score_text
+
+        metrics = score_text(ground_truth, predictions)
+    else:
+        raise HarnessError(f"`harness score` scores files of detection tracks; `{track}` is a {card.kind} track")
+    if as_json:
+        _emit_json({"track": card.key, "metrics": metrics})
+    else:
+        for name, value in metrics.items():
+            typer.echo(f"{name:16s} {value:.6f}")
+
+
 @datasets_app.command("list")
 def datasets_list(as_json: JsonOpt = False) -> None:
     """The datasets the harness knows, and which need a --data-dir."""

@@ -428,18 +428,14 @@ def _check_settings(
             hint="pass e.g. --max-latency-increase 0.05 for 5 %",
         )
     if not 0.5 <= confidence < 1.0:
-        raise HarnessError(
-            f"confidence must lie in [0.5, 1), got {confidence}", hint="pass e.g. --confidence 0.99"
-        )
+        raise HarnessError(f"confidence must lie in [0.5, 1), got {confidence}", hint="pass e.g. --confidence 0.99")
     if method not in METHODS:
         raise HarnessError(f"unknown interval method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
     if n_boot < 100:
         raise HarnessError(f"n_boot must be at least 100, got {n_boot}", hint="the default is 2000")
 
 
-def _comparability_notes(
-    baseline: dict[str, Any], candidate: dict[str, Any], allow_cross_hardware: bool
-) -> list[str]:
+def _comparability_notes(baseline: dict[str, Any], candidate: dict[str, Any], allow_cross_hardware: bool) -> list[str]:
     if baseline["track"] != candidate["track"]:
         # Not overridable: different tracks have different data and metrics, so no comparison means anything.
         raise HarnessError(
@@ -447,9 +443,9 @@ def _comparability_notes(
             f"{candidate['run_id']} is of track {candidate['track']!r}",
             hint="gate a candidate against a baseline of the same track",
         )
-    if baseline["primary_metric"] != candidate["primary_metric"] or bool(
-        baseline["higher_is_better"]
-    ) != bool(candidate["higher_is_better"]):
+    if baseline["primary_metric"] != candidate["primary_metric"] or bool(baseline["higher_is_better"]) != bool(
+        candidate["higher_is_better"]
+    ):
         raise HarnessError(
             f"baseline run {baseline['run_id']} ranks by {baseline['primary_metric']!r} but candidate run "
             f"{candidate['run_id']} by {candidate['primary_metric']!r} (or in the other direction)",
@@ -596,8 +592,7 @@ def latency_blocks(run: dict[str, Any]) -> tuple[list[np.ndarray] | None, str]:
         return [samples], f"{samples.size} samples, repeat boundaries unknown: treated as independent"
     blocks = np.split(samples, np.cumsum(sizes)[:-1])
     if medians.size and (
-        medians.size != len(blocks)
-        or not np.allclose([np.median(b) for b in blocks], medians, rtol=1e-6, atol=0.0)
+        medians.size != len(blocks) or not np.allclose([np.median(b) for b in blocks], medians, rtol=1e-6, atol=0.0)
     ):
         return [samples], (
             f"{samples.size} samples whose split into {len(blocks)} repeats does not reproduce "
@@ -732,9 +727,7 @@ def select_run(
         return matches[0]
     listed = ", ".join(f"{r['run_id']} ({r.get('submission')}/{r.get('variant')})" for r in runs[:20])
     if not matches:
-        raise HarnessError(
-            f"{source}: no run matches; it holds {listed or 'no runs'}", hint="pick a run by id"
-        )
+        raise HarnessError(f"{source}: no run matches; it holds {listed or 'no runs'}", hint="pick a run by id")
     raise HarnessError(
         f"{source}: {len(matches)} runs match; it holds {listed}",
         hint="pick one run by id, submission or variant",

@@ -28,9 +28,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 def _checked_file_name(file_name: Any, index: int, where: str) -> str:
     """A relative path inside the images folder, with an image suffix: nothing may escape the split."""
     if not isinstance(file_name, str) or not file_name.strip():
-        raise DatasetError(
-            f"{where}: images[{index}] has `file_name` {file_name!r}, expected a relative path"
-        )
+        raise DatasetError(f"{where}: images[{index}] has `file_name` {file_name!r}, expected a relative path")
     posix = PurePosixPath(file_name.replace("\\", "/"))
     if posix.is_absolute() or ".." in posix.parts or Path(file_name).is_absolute():
         raise DatasetError(
@@ -39,8 +37,7 @@ def _checked_file_name(file_name: Any, index: int, where: str) -> str:
         )
     if posix.suffix.lower() not in IMAGE_SUFFIXES:
         raise DatasetError(
-            f"{where}: images[{index}] has `file_name` {file_name!r}; "
-            f"only {', '.join(IMAGE_SUFFIXES)} images are read",
+            f"{where}: images[{index}] has `file_name` {file_name!r}; only {', '.join(IMAGE_SUFFIXES)} images are read",
             "convert the images to PNG or JPEG",
         )
     return str(posix)
@@ -96,15 +93,12 @@ def write_detection_split(
                 image[key] = actual
             elif stated != actual:
                 raise DatasetError(
-                    f"{source}: image {image['id']} ({file_name}) has `{key}` {stated}, "
-                    f"the file is {width}x{height}",
+                    f"{source}: image {image['id']} ({file_name}) has `{key}` {stated}, the file is {width}x{height}",
                     "fix the annotation's image size (boxes must be in pixels of the file)",
                 )
 
     if dest_split_dir.exists() and (not dest_split_dir.is_dir() or any(dest_split_dir.iterdir())):
-        raise DatasetError(
-            f"{dest_split_dir}: already exists and is not empty", "remove it or choose another folder"
-        )
+        raise DatasetError(f"{dest_split_dir}: already exists and is not empty", "remove it or choose another folder")
     inputs_dir, hidden_dir = dest_split_dir / "inputs", dest_split_dir / "hidden"
     inputs_dir.mkdir(parents=True)
     hidden_dir.mkdir()
@@ -132,6 +126,4 @@ def import_coco(images_dir: Path, annotations: Path, dest_split_dir: Path, *, li
     as a split in `dest_split_dir`. Raises `DatasetError` for missing folders, files, images or bad json."""
     annotations = Path(annotations)
     ground_truth = load_json(annotations, DatasetError)
-    write_detection_split(
-        Path(images_dir), ground_truth, Path(dest_split_dir), source=str(annotations), link=link
-    )
+    write_detection_split(Path(images_dir), ground_truth, Path(dest_split_dir), source=str(annotations), link=link)

@@ -79,9 +79,7 @@ def _parse_annotation_file(path: Path) -> list[tuple[list[int | float], int, int
             fields.pop()
         if len(fields) != 8:
             raise DatasetError(f"{path}:{line_number}: {len(fields)} fields, expected 8 ({','.join(FIELDS)})")
-        values = [
-            _parse_number(field, path, line_number, name) for field, name in zip(fields, FIELDS, strict=True)
-        ]
+        values = [_parse_number(field, path, line_number, name) for field, name in zip(fields, FIELDS, strict=True)]
         bbox = values[:4]
         score, category, truncation, occlusion = values[4:]
         for name, value in (("score", score), ("object_category", category)):
@@ -110,9 +108,7 @@ def visdrone_to_coco(root: Path) -> dict[str, Any]:
             raise DatasetError(
                 f"{folder}: folder not found", f"{root} must hold VisDrone-DET's images/ and annotations/"
             )
-    image_paths = sorted(
-        p for p in images_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    image_paths = sorted(p for p in images_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not image_paths:
         raise DatasetError(f"{images_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
     annotation_paths = {p.stem: p for p in annotations_dir.glob("*.txt")}
@@ -137,9 +133,7 @@ def visdrone_to_coco(root: Path) -> dict[str, Any]:
         except OSError as exc:
             raise DatasetError(f"{image_path}: not a readable image ({exc})") from exc
         images.append({"id": image_id, "file_name": image_path.name, "width": width, "height": height})
-        for bbox, score, category, truncation, occlusion in _parse_annotation_file(
-            annotation_paths[image_path.stem]
-        ):
+        for bbox, score, category, truncation, occlusion in _parse_annotation_file(annotation_paths[image_path.stem]):
             if bbox[2] == 0 or bbox[3] == 0:
                 continue
             if category in (IGNORED_REGION, OTHERS):
@@ -159,9 +153,7 @@ def visdrone_to_coco(root: Path) -> dict[str, Any]:
                         "occlusion": occlusion,
                     }
                 )
-    categories = [
-        {"id": cid, "name": name, "supercategory": "none"} for cid, name in VISDRONE_CATEGORIES.items()
-    ]
+    categories = [{"id": cid, "name": name, "supercategory": "none"} for cid, name in VISDRONE_CATEGORIES.items()]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 

@@ -60,6 +60,7 @@ class LatencySummary:
     repeats: int
     iterations: int
     repeat_medians_ms: list[float]
+    repeat_sizes: list[int]
     samples_ms: list[float]
     timer: str
     noisy: bool = False
@@ -73,6 +74,9 @@ class LatencySummary:
 
 
 def summarize(kind: str, batch_size: int, repeats: list[np.ndarray], timer: str) -> LatencySummary:
+    # Statistics are computed from the float32 values that the store keeps, so that anything recomputed
+    # from stored samples later (gates) reproduces these figures exactly.
+    repeats = [np.asarray(r, dtype=np.float32).astype(np.float64) for r in repeats]
     samples = np.concatenate(repeats)
     medians = [float(np.median(r)) for r in repeats]
     mean = float(samples.mean())
@@ -91,7 +95,8 @@ def summarize(kind: str, batch_size: int, repeats: list[np.ndarray], timer: str)
         repeats=len(repeats),
         iterations=int(len(samples)),
         repeat_medians_ms=medians,
-        samples_ms=[round(float(x), 5) for x in samples],
+        repeat_sizes=[len(r) for r in repeats],
+        samples_ms=samples.tolist(),
         timer=timer,
     )
     if summary.cv > CV_LIMIT:

@@ -94,13 +94,9 @@ def load_json(path: Path | str, error: type[HarnessError] = DatasetError) -> Any
     except FileNotFoundError as exc:
         raise error(f"{path}: no such file", "check the path") from exc
     except IsADirectoryError as exc:
-        raise error(
-            f"{path}: is a directory, expected a JSON file", "give the path of the .json file"
-        ) from exc
+        raise error(f"{path}: is a directory, expected a JSON file", "give the path of the .json file") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise error(
-            f"{path}: cannot be read ({exc})", "check the file's permissions and encoding (UTF-8)"
-        ) from exc
+        raise error(f"{path}: cannot be read ({exc})", "check the file's permissions and encoding (UTF-8)") from exc
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -154,9 +150,7 @@ def validate_ground_truth(gt: Any, path: Path | str | None = None) -> dict[str, 
     if not gt["images"]:
         raise DatasetError(f"{where}: `images` is empty", "the ground truth must list the images it covers")
     if not gt["categories"]:
-        raise DatasetError(
-            f"{where}: `categories` is empty", 'list the categories, e.g. {"id": 1, "name": "car"}'
-        )
+        raise DatasetError(f"{where}: `categories` is empty", 'list the categories, e.g. {"id": 1, "name": "car"}')
 
     images = []
     image_ids: set[int] = set()
@@ -170,9 +164,7 @@ def validate_ground_truth(gt: Any, path: Path | str | None = None) -> dict[str, 
                 "give every image an integer id",
             )
         if image_id in image_ids:
-            raise DatasetError(
-                f"{where}: images[{i}] repeats image id {image_id}", "image ids must be unique"
-            )
+            raise DatasetError(f"{where}: images[{i}] repeats image id {image_id}", "image ids must be unique")
         image_ids.add(int(image_id))
         images.append({**image, "id": int(image_id)})
 
@@ -202,9 +194,7 @@ def validate_ground_truth(gt: Any, path: Path | str | None = None) -> dict[str, 
         entry = f"{where}: annotations[{i}] (id {ann.get('id')!r}, image_id {ann.get('image_id')!r})"
         for key in ("id", "image_id", "category_id", "bbox"):
             if key not in ann:
-                raise DatasetError(
-                    f"{entry}: has no `{key}`", "every annotation needs id, image_id, category_id, bbox"
-                )
+                raise DatasetError(f"{entry}: has no `{key}`", "every annotation needs id, image_id, category_id, bbox")
         for key in ("id", "image_id", "category_id"):
             if not _is_int(ann[key]):
                 raise DatasetError(f"{entry}: `{key}` is {ann[key]!r}, expected an integer")
@@ -249,9 +239,7 @@ def validate_ground_truth(gt: Any, path: Path | str | None = None) -> dict[str, 
     return {**gt, "images": images, "annotations": annotations, "categories": categories}
 
 
-def validate_results(
-    results: Any, gt: dict[str, Any], source: Path | str | None = None
-) -> list[dict[str, Any]]:
+def validate_results(results: Any, gt: dict[str, Any], source: Path | str | None = None) -> list[dict[str, Any]]:
     """Check COCO detection results against (validated) ground truth and return clean copies.
 
     Each entry must be an object with `image_id` and `category_id` known to the ground truth, `bbox`
@@ -281,15 +269,9 @@ def validate_results(
         image_id, category_id = det["image_id"], det["category_id"]
         if not _is_int(image_id) or image_id not in image_ids:
             hint = "use the integer ids of the ground truth's images"
-            if (
-                isinstance(image_id, str)
-                and image_id.strip().lstrip("-").isdigit()
-                and int(image_id) in image_ids
-            ):
+            if isinstance(image_id, str) and image_id.strip().lstrip("-").isdigit() and int(image_id) in image_ids:
                 hint = f"image ids are integers: write {int(image_id)}, not {image_id!r}"
-            raise PredictionError(
-                f"{entry}: `image_id` {image_id!r} is not an image of the ground truth", hint
-            )
+            raise PredictionError(f"{entry}: `image_id` {image_id!r} is not an image of the ground truth", hint)
         if not _is_int(category_id) or category_id not in category_ids:
             raise PredictionError(
                 f"{entry}: `category_id` {category_id!r} is not a category of the ground truth",
@@ -320,14 +302,8 @@ def detections_to_coco(
     (an id it lacks raises `PredictionError`), else each id must be an integer written in decimal.
     """
     if len(ids) != len(records):
-        raise PredictionError(
-            f"{len(ids)} sample ids but {len(records)} detection records", "give one record per id"
-        )
-    id_map = (
-        {str(image["id"]): image["id"] for image in ground_truth["images"]}
-        if ground_truth is not None
-        else None
-    )
+        raise PredictionError(f"{len(ids)} sample ids but {len(records)} detection records", "give one record per id")
+    id_map = {str(image["id"]): image["id"] for image in ground_truth["images"]} if ground_truth is not None else None
     results: list[dict[str, Any]] = []
     for sample_id, record in zip(ids, records, strict=True):
         if id_map is not None:
@@ -384,9 +360,7 @@ def _load_backend(backend: str) -> tuple[Any, Any]:
     raise HarnessError(f"unknown COCO scorer backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
 
 
-def _evaluate(
-    backend: str, gt: dict[str, Any], results: list[dict[str, Any]], range_labels: list[str]
-) -> Any:
+def _evaluate(backend: str, gt: dict[str, Any], results: list[dict[str, Any]], range_labels: list[str]) -> Any:
     coco_cls, eval_cls = _load_backend(backend)
     # Both scorers print progress; the captured text is dropped, the numbers are untouched.
     with contextlib.redirect_stdout(io.StringIO()):

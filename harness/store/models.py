@@ -143,6 +143,7 @@ class LatencySummaryRow(Base):
     noisy: Mapped[bool] = mapped_column(Boolean)
     noise_reasons: Mapped[list[Any]] = mapped_column(JSON)
     repeat_medians_ms: Mapped[list[Any]] = mapped_column(JSON)
+    repeat_sizes: Mapped[list[Any]] = mapped_column(JSON)
     samples: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian per-iteration samples (ms)
 
     run: Mapped[Run] = relationship(back_populates="latencies")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 19:31:06.197081
+Create Date: 2026-11-29 19:36:15.428552
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ def upgrade() -> None:
         sa.Column("noisy", sa.Boolean(), nullable=False),
         sa.Column("noise_reasons", sa.JSON(), nullable=False),
         sa.Column("repeat_medians_ms", sa.JSON(), nullable=False),
+        sa.Column("repeat_sizes", sa.JSON(), nullable=False),
         sa.Column("samples", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
