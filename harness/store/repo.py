@@ -300,6 +300,7 @@ def _latency_row(run_id: int, kind: str, summary: dict[str, Any]) -> LatencySumm
         noisy=summary["noisy"],
         noise_reasons=summary["noise_reasons"],
         repeat_medians_ms=summary["repeat_medians_ms"],
+        repeat_sizes=summary.get("repeat_sizes", []),
         samples=samples,
     )
 
