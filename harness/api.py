@@ -124,7 +124,9 @@ def check(
             if not result.ok:
                 reports.append(CheckReport(name=name, track=card.name, ok=False, error=result.error))
                 continue
-            complexity = result.measurements()["complexity"]
+            measured = result.measurements()
+            complexity = measured["complexity"]
+        output_error = measured.get("output_error")
         violations = (
             rule_violations(card, complexity) if not input_sizes else rule_violations(card, {**complexity, "macs": {}})
         )
@@ -132,7 +134,8 @@ def check(
             CheckReport(
                 name=name,
                 track=card.name,
-                ok=not violations,
+                ok=not violations and output_error is None,
+                error=f"[outputs] {output_error}" if output_error else None,
                 params=complexity["params"],
                 macs=complexity["macs"],
                 macs_std=complexity["macs_std"],

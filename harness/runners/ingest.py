@@ -113,7 +113,7 @@ def load_entry_point(site_dir: str, name: str) -> Any:
 def run(job: IngestJob) -> dict[str, Any]:
     import torch
 
-    from harness.contract import BuildContext, Predictor, validate_outputs
+    from harness.contract import BuildContext, OutputError, Predictor, validate_outputs
     from harness.measure.complexity import count_macs, count_params, serialized_bytes
     from harness.measure.environment import fingerprint, gpu_compute_processes
     from harness.predictions import save_predictions
@@ -159,17 +159,19 @@ def run(job: IngestJob) -> dict[str, Any]:
     # MACs are counted on the model as built (float32): quantized modules do not run the float hooks.
     macs: dict[str, int] = {}
     macs_std: dict[str, float] = {}
-    checked_images: list[np.ndarray] = []
+    output_error: str | None = None
     for key, spec in job.mac_inputs.items():
         images = mac_images(spec)
         try:
             per_image = count_macs(predictor, images)
-            validate_outputs(job.kind, predictor.predict(images[:2]), images[:2], job.num_classes, _label_set(job))
-        except StageError:
-            raise
+            outputs = predictor.predict(images[:2])
         except Exception as exc:
             raise StageError("predict", _describe(exc)) from exc
-        checked_images.extend(images[:1])
+        if output_error is None:
+            try:
+                validate_outputs(job.kind, outputs, images[:2], job.num_classes, _label_set(job))
+            except OutputError as exc:
+                output_error = f"{exc} (on a {images[0].shape[1]}x{images[0].shape[0]} input)"
         macs[key] = int(round(float(np.mean(per_image))))
         macs_std[key] = float(np.std(per_image))
 
@@ -186,6 +188,11 @@ def run(job: IngestJob) -> dict[str, Any]:
         "environment": fingerprint(job.device, job.threads),
         "timings": timings,
     }
+    if output_error is not None:
+        if job.mode == "check":
+            result["output_error"] = output_error  # `check` still reports what the model costs
+            return result
+        raise StageError("outputs", output_error)
     if job.mode == "check":
         return result
 

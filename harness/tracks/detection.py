@@ -24,7 +24,9 @@ def num_classes(card: TrackCard, hidden_dir: Path) -> int:
     return len(label_ids(card, hidden_dir))
 
 
-def score(card: TrackCard, predictions: Predictions, hidden_dir: Path, backend: str = "pycocotools") -> dict[str, float]:
+def score(
+    card: TrackCard, predictions: Predictions, hidden_dir: Path, backend: str = "pycocotools"
+) -> dict[str, float]:
     gt = _ground_truth(hidden_dir)
     results = detections_to_coco(predictions.ids, predictions.records, ground_truth=gt)
     return score_coco(gt, results, backend=backend, ranges="all", gt_source=str(hidden_dir / "instances.json"))
