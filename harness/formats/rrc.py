@@ -175,7 +175,7 @@ def read_rrc_ground_truth(source: str | Path, form: str = "auto") -> RRCGroundTr
 
 def _parse_result_line(line: str) -> tuple[list[list[float]], float] | None:
     fields = line.split(",")
-    if len(fields) in (5, 9) and not fields[-1].strip():
+    if len(fields) > 1 and not fields[-1].strip():
         fields = fields[:-1]  # a trailing comma
     values = _numbers(fields) if len(fields) in (4, 5, 8, 9) else None
     if values is None:

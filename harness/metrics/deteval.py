@@ -190,7 +190,8 @@ def _group_matches(
     sure_owners, first_pair = np.unique(owner[sure_pairs], return_index=True)
     sure_members = member[sure_pairs]
     member_taken[sure_members] = True
-    matched = list(zip(sure_owners.tolist(), np.split(sure_members, first_pair[1:]), strict=True))
+    groups = np.split(sure_members, first_pair[1:]) if len(sure_owners) else []
+    matched = list(zip(sure_owners.tolist(), groups, strict=True))
 
     rest = np.flatnonzero(candidate & ~sure)
     starts = np.searchsorted(owner, rest, side="left")

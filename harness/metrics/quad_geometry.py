@@ -118,8 +118,9 @@ def pair_intersection_areas(first: np.ndarray, second: np.ndarray) -> np.ndarray
     """Intersection areas of quads first[i] and second[i], for (N, 4, 2) arrays of simple quads."""
     if len(first) == 0:
         return np.zeros(0, dtype=np.float64)
-    a_first, a_second, a_split = _convex_pieces(positively_oriented(np.asarray(first, dtype=np.float64)))
-    b_first, b_second, b_split = _convex_pieces(positively_oriented(np.asarray(second, dtype=np.float64)))
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    a_first, a_second, a_split = _convex_pieces(positively_oriented(first))
+    b_first, b_second, b_split = _convex_pieces(positively_oriented(second))
     areas = _convex_intersection_areas(a_first, b_first)
     # Rare: a concave quad adds the intersections of its second piece (the pieces do not overlap).
     for rows, a_piece, b_piece in (
@@ -129,7 +130,8 @@ def pair_intersection_areas(first: np.ndarray, second: np.ndarray) -> np.ndarray
     ):
         if rows.any():
             areas[rows] += _convex_intersection_areas(a_piece[rows], b_piece[rows])
-    return areas
+    # A quad collapsed to a point has no edge to be outside of: everything would count as inside it.
+    return np.where((quad_areas(first) > 0) & (quad_areas(second) > 0), areas, 0.0)
 
 
 def boxes(quads: np.ndarray) -> np.ndarray:
