@@ -65,6 +65,7 @@ def test_read_icdar2013_ground_truth_zip(tmp_path: Path) -> None:
             '275, 264, 665, 450, "say \\"hi\\", ok"\n'
             '1,2,3,4,"###"\n',
             "gt_img_2.txt": "",
+            "gt_img_3.txt": '158 128 411 181 "Footpath"\n',  # as in ICDAR2013's training files
             "readme/": "",
         },
     )
@@ -75,6 +76,8 @@ def test_read_icdar2013_ground_truth_zip(tmp_path: Path) -> None:
     assert image.dont_care.tolist() == [False, False, True]
     assert image.polygons[0].tolist() == [[38, 43], [920, 43], [920, 215], [38, 215]]
     assert len(truth.images["img_2"].polygons) == 0
+    assert truth.images["img_3"].polygons[0, 2].tolist() == [411, 181]
+    assert truth.images["img_3"].transcriptions == ("Footpath",)
 
 
 def test_malformed_ground_truth_names_file_and_line(tmp_path: Path) -> None:

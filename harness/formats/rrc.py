@@ -9,7 +9,8 @@ skipped; fields are separated by commas with optional spaces around them.
 
 * Ground truth, ICDAR2015 (`form="quad"`): `x1,y1,x2,y2,x3,y3,x4,y4,transcription`; the transcription
   is the rest of the line and may contain commas. ICDAR2013 (`form="rect"`): `xmin, ymin, xmax, ymax,
-  "transcription"`. A transcription in double quotes is unquoted (`\\"` and `\\\\` unescaped); `###` marks
+  "transcription"` (the ICDAR2013 training files' `xmin ymin xmax ymax "transcription"`, separated by
+  spaces, reads too). A transcription in double quotes is unquoted (`\\"` and `\\\\` unescaped); `###` marks
   a don't-care word. With `form="auto"` the first data line of the dataset decides (a line that reads as
   a quad is a quad), and every other line must have that form.
 * Results: `x1,y1,...,x4,y4` or `xmin,ymin,xmax,ymax` (4 or 8 numbers), optionally followed by a
@@ -33,8 +34,10 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,29 +73,31 @@ def natural_key(image_id: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", image_id)]
 
 
-def _entries(source: Path, error: type[HarnessError]) -> list[tuple[str, str, Callable[[], bytes]]]:
+@contextmanager
+def _entries(source: Path, error: type[HarnessError]) -> Iterator[list[tuple[str, str, Callable[[], bytes]]]]:
     """(entry name inside the source, name to show in messages, reader) of every entry of a folder or zip.
 
     A folder lists its top-level files (sub-folders are skipped); a zip lists every member, directories
-    included, so that callers can judge stray entries.
+    included, so that callers can judge stray entries. Readers work until the context closes.
     """
     if source.is_dir():
-        return [
+        yield [
             (path.name, str(path), path.read_bytes)
             for path in sorted(source.iterdir(), key=lambda item: item.name)
             if path.is_file()
         ]
+        return
     if not source.exists():
         raise error(f"{source}: no such folder or zip archive")
     try:
         archive = zipfile.ZipFile(source)
-        names = archive.namelist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise error(
             f"{source}: not a readable zip archive ({exc})",
             "give a folder or a .zip archive of the text files",
         ) from exc
-    return [(name, f"{source}:{name}", lambda name=name: archive.read(name)) for name in names]
+    with archive:
+        yield [(name, f"{source}:{name}", partial(archive.read, name)) for name in archive.namelist()]
 
 
 def _lines(raw: bytes) -> list[tuple[int, str]]:
@@ -122,12 +127,18 @@ def _rect_corners(xmin: float, ymin: float, xmax: float, ymax: float) -> list[li
 
 def _parse_gt_line(line: str, form: str) -> tuple[list[list[float]], str] | None:
     """Corners and transcription of a ground-truth line in `form`, or None when it is not that form."""
-    fields = line.split(",")
     count = 8 if form == "quad" else 4
+    if form == "rect" and "," not in line:
+        # ICDAR2013's training files separate the fields with spaces.
+        fields = line.split(None, count)
+        rest = fields[count] if len(fields) > count else ""
+    else:
+        fields = line.split(",")
+        rest = ",".join(fields[count:])
     values = _numbers(fields[:count]) if len(fields) >= count else None
     if values is None:
         return None
-    transcription = _unquote(",".join(fields[count:]))
+    transcription = _unquote(rest)
     if form == "quad":
         return [values[i : i + 2] for i in range(0, 8, 2)], transcription
     xmin, ymin, xmax, ymax = values
@@ -142,20 +153,21 @@ def read_rrc_ground_truth(source: str | Path, form: str = "auto") -> RRCGroundTr
     if form not in ("auto", *GT_FORMATS):
         raise ValueError(f"form must be 'auto', 'quad' or 'rect', got {form!r}")
     source = Path(source)
-    files = []
-    for name, shown, read in _entries(source, DatasetError):
-        match = GT_NAME.fullmatch(name)
-        if match:
-            files.append((match.group(1), shown, read))
+    with _entries(source, DatasetError) as entries:
+        files = []
+        for name, shown, read in entries:
+            match = GT_NAME.fullmatch(name)
+            if match:
+                files.append((match.group(1), shown, read()))
     if not files:
         raise DatasetError(
             f"{source}: no ground-truth files named gt_<id>.txt at its top level",
             "put one gt_<id>.txt per image (e.g. gt_img_1.txt) directly in the folder or archive",
         )
     images: dict[str, ImageGT] = {}
-    for image_id, shown, read in sorted(files, key=lambda item: natural_key(item[0])):
+    for image_id, shown, raw in sorted(files, key=lambda item: natural_key(item[0])):
         corners, transcriptions = [], []
-        for number, line in _lines(read()):
+        for number, line in _lines(raw):
             if form == "auto":
                 form = "quad" if _parse_gt_line(line, "quad") is not None else "rect"
             parsed = _parse_gt_line(line, form)
@@ -201,17 +213,20 @@ def read_rrc_results(source: str | Path, image_ids: Iterable[str] | None = None)
     """
     source = Path(source)
     known = set(image_ids) if image_ids is not None else None
+    with _entries(source, PredictionError) as entries:
+        files = []
+        for name, shown, read in entries:
+            if _ignored_result_entry(name):
+                continue
+            match = RESULT_NAME.fullmatch(name)
+            if match is None:
+                raise PredictionError(
+                    f"{shown}: unexpected entry; results hold only res_<id>.txt files, at the top level",
+                    "remove the entry, or move the result files out of their sub-folder to the top level",
+                )
+            files.append((match.group(1), shown, read()))
     results: dict[str, ImageDet] = {}
-    for name, shown, read in _entries(source, PredictionError):
-        if _ignored_result_entry(name):
-            continue
-        match = RESULT_NAME.fullmatch(name)
-        if match is None:
-            raise PredictionError(
-                f"{shown}: unexpected entry; results hold only res_<id>.txt files, at the top level",
-                "remove the entry, or move the result files out of their sub-folder to the top level",
-            )
-        image_id = match.group(1)
+    for image_id, shown, raw in files:
         if known is not None and image_id not in known:
             raise PredictionError(
                 f"{shown}: there is no ground truth for image {image_id!r}",
@@ -220,7 +235,7 @@ def read_rrc_results(source: str | Path, image_ids: Iterable[str] | None = None)
         if image_id in results:
             raise PredictionError(f"{shown}: a second result file for image {image_id!r}")
         corners, confidences = [], []
-        for number, line in _lines(read()):
+        for number, line in _lines(raw):
             parsed = _parse_result_line(line)
             if parsed is None:
                 raise PredictionError(
