@@ -1,7 +1,8 @@
 """ICDAR2013 DetEval (Wolf & Jolion's object-level protocol), as the official RRC scripts compute it.
 
-The specification is `shared/specs/text-detection-metrics.md`. Where its summary is terse, the official
-script (`script.py` of RRC Challenge 2 Task 1, "DetEval" evaluation, and its 4-point port) decides:
+The specification is `shared/specs/text-detection-metrics.md`. Where its summary is terse, the official RRC
+DetEval script decides (as read in its public ports, e.g. CLOVA AI's `deteval.py` and the DB/MMOCR
+DetEval evaluators, which keep its loops):
 
 * One-to-one (step 3): besides the two uniqueness conditions (counted over *all* rows and columns of the
   matrices, don't-care ones included, as the official `one_to_one_match` does), the official script asks
