@@ -211,8 +211,8 @@ def _group_matches(
 def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
     """All five steps on the pairs of every image at once. Pairs are kept in (gt, det) row-major order,
     which is each image's file order; sums are accumulated per image in the official order."""
-    (pair_gt, pair_det, intersection, gt_area, det_area, gt_centre, det_centre, gt_diagonal, det_diagonal) = (
-        _geometry(packed, form)
+    (pair_gt, pair_det, intersection, gt_area, det_area, gt_centre, det_centre, gt_diagonal, det_diagonal) = _geometry(
+        packed, form
     )
     n_gt, n_det, n_images = len(packed.gt_quads), len(packed.det_quads), packed.images
     tr, tp = params.area_recall, params.area_precision
@@ -348,9 +348,7 @@ def deteval_images(
     ]
 
 
-def summarise(
-    recall_sum: float, precision_sum: float, gt_care: int, det_care: int
-) -> tuple[float, float, float]:
+def summarise(recall_sum: float, precision_sum: float, gt_care: int, det_care: int) -> tuple[float, float, float]:
     """(precision, recall, h-mean) from dataset sums and counts, with the official zero conventions."""
     recall = 0.0 if gt_care == 0 else recall_sum / gt_care
     precision = 0.0 if det_care == 0 else precision_sum / det_care

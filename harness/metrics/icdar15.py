@@ -40,9 +40,7 @@ class IoUImage:
     det_dont_care: tuple[int, ...]
 
 
-def _greedy(
-    pair_gt: np.ndarray, pair_det: np.ndarray, n_gt: int, n_det: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _greedy(pair_gt: np.ndarray, pair_det: np.ndarray, n_gt: int, n_det: int) -> tuple[np.ndarray, np.ndarray]:
     """Greedy one-to-one matching of candidate pairs in (gt, det) order: each ground truth takes its first
     free detection. A pair alone in its row and its column is matched whatever the order; only the rest
     needs the sequential pass, and it never competes for those pairs' detections."""

@@ -184,9 +184,7 @@ def overlapping_pairs(
     """
     gt_parts: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
     det_parts: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
-    for start, stop, most_gt, most_det in _chunks(
-        np.diff(gt_offsets).tolist(), np.diff(det_offsets).tolist()
-    ):
+    for start, stop, most_gt, most_det in _chunks(np.diff(gt_offsets).tolist(), np.diff(det_offsets).tolist()):
         if most_gt == 0 or most_det == 0:
             continue
         gts = _padded(gt_boxes, gt_offsets, start, stop, most_gt)[:, :, :, None]

@@ -47,21 +47,15 @@ class ImageGT:
         polygons = _as_quads(self.polygons, "ground truth", DatasetError)
         dont_care = np.asarray(self.dont_care, dtype=bool).reshape(-1)
         if len(dont_care) != len(polygons):
-            raise DatasetError(
-                f"ground truth: {len(polygons)} polygons but {len(dont_care)} don't-care flags"
-            )
+            raise DatasetError(f"ground truth: {len(polygons)} polygons but {len(dont_care)} don't-care flags")
         if self.transcriptions and len(self.transcriptions) != len(polygons):
-            raise DatasetError(
-                f"ground truth: {len(polygons)} polygons but {len(self.transcriptions)} transcriptions"
-            )
+            raise DatasetError(f"ground truth: {len(polygons)} polygons but {len(self.transcriptions)} transcriptions")
         object.__setattr__(self, "polygons", polygons)
         object.__setattr__(self, "dont_care", dont_care)
         object.__setattr__(self, "transcriptions", tuple(self.transcriptions))
 
     @classmethod
-    def from_transcriptions(
-        cls, polygons: np.ndarray, transcriptions: list[str] | tuple[str, ...]
-    ) -> ImageGT:
+    def from_transcriptions(cls, polygons: np.ndarray, transcriptions: list[str] | tuple[str, ...]) -> ImageGT:
         """Ground truth whose don't-care flags come from the transcriptions (`###` = don't care)."""
         return cls(
             polygons=polygons,
