@@ -1,0 +1,1 @@
+"""Generators of the datasets that ship with the project (synthetic, deterministic from a seed)."""
