@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.contract import validate_outputs
+from harness.datasets.smallobj import generate_sample
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT.parent / "shared" / "conformance" / "coco"
 
@@ -88,7 +91,7 @@ def test_box_ap_hand_cases():
 def test_training_stream_flips_boxes_with_the_image(tmp_path):
     stream = train.TrainStream(count=6, seed=3)
     cached = train.TrainStream(count=6, seed=3, cache=train.SampleCache(tmp_path, 6))
-    cached.cache.create()
+    assert cached.cache.create()
     seen_flips = set()
     for draw in range(8):
         image, boxes, labels = stream[draw]
@@ -126,3 +129,30 @@ def test_both_runs_two_children_with_their_own_settings():
     assert reparsed.max_minutes == 8.0 and reparsed.out == "o" and not reparsed.iiou
     with pytest.raises(SystemExit):
         train.parse_args(["--model", "default", "--out", "o", "--max-minutes", "8", "--iiou"])
+
+
+@pytest.mark.slow
+def test_cpu_training_run_saves_loadable_weights(tmp_path):
+    import torch
+
+    sys.path.insert(0, str(ROOT / "submissions" / "fasterrcnn"))
+    import fasterrcnn_ref
+
+    argv = ["--model", "small", "--out", str(tmp_path / "run"), "--max-minutes", "5", "--device", "cpu"]
+    argv += ["--iterations", "3", "--batch-size", "1", "--train-count", "4", "--val-count", "2", "--iiou"]
+    argv += ["--warmup-iters", "1", "--log-every", "1", "--cache-dir", str(tmp_path / "cache")]
+    threads = torch.get_num_threads()
+    try:
+        assert train.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    record = json.loads((tmp_path / "run/train_log.json").read_text())["models"]["small"]
+    assert record["iterations"] == 3 and record["images_seen"] == 3
+    assert [h["iteration"] for h in record["history"]] == [1, 2, 3]
+    assert record["val"]["images"] == 2 and -1 <= record["val"]["AP"] <= 1
+    assert record["settings"]["iiou"] is True
+    results = json.loads((tmp_path / "run/val_detections_small.json").read_text())
+    assert {r["image_id"] for r in results} <= {1, 2}
+    predictor = fasterrcnn_ref.load_detector("small", weights_dir=tmp_path / "run")
+    image = generate_sample("test", 0)[0]
+    validate_outputs("detection", predictor.predict([image]), [image], label_ids={1, 2, 3, 4, 5})

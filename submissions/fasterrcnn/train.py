@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,16 +80,28 @@ class SampleCache:
         source = hashlib.sha256(Path(smallobj.__file__).read_bytes()).hexdigest()[:12]
         return self.folder / f"{smallobj.GENERATOR_VERSION}-{source}-train{self.count}-{name}.bin"
 
-    def create(self) -> None:
+    def create(self) -> bool:
         """Make the (sparse, zero-filled) files if they are missing or of another size; call before workers
-        start, in one process."""
+        start, in one process. False when the disk lacks room for them: a worker writing into a full disk
+        through a memory map would die of SIGBUS, so the caller then trains without the cache."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        needed = 256 * 2**20  # margin for everything else written meanwhile
+        sizes = {}
         for name, shape in self.shapes.items():
             path = self._path(name)
-            nbytes = int(np.prod(shape)) * np.dtype(self.dtypes[name]).itemsize
+            sizes[name] = int(np.prod(shape)) * np.dtype(self.dtypes[name]).itemsize
+            allocated = (
+                path.stat().st_blocks * 512 if path.is_file() and path.stat().st_size == sizes[name] else 0
+            )
+            needed += max(0, sizes[name] - allocated)
+        if shutil.disk_usage(self.folder).free < needed:
+            return False
+        for name, nbytes in sizes.items():
+            path = self._path(name)
             if not path.is_file() or path.stat().st_size != nbytes:
                 with open(path, "wb") as handle:
                     handle.truncate(nbytes)
+        return True
 
     def _open(self) -> dict[str, np.memmap]:
         if self._maps is None:  # opened lazily, in each worker after the fork
@@ -394,7 +407,9 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
     cache = None
     if args.cache_dir != "none":
         cache = SampleCache(Path(args.cache_dir), train_count)
-        cache.create()
+        if not cache.create():
+            log(tag, f"no room for the sample cache in {args.cache_dir}; every image will be generated anew")
+            cache = None
     loader = torch.utils.data.DataLoader(
         TrainStream(train_count, args.seed, cache),
         batch_size=args.batch_size,
