@@ -648,9 +648,12 @@ def train_both(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.cache_dir != "none":  # made here once, so that the two children never race to create it
         SampleCache(Path(args.cache_dir), args.train_count or smallobj.SPLITS["train"]).create()
+    # The children get what is left of the budget, so that the whole command ends within --max-minutes.
+    child_args = argparse.Namespace(**vars(args))
+    child_args.max_minutes = round(args.max_minutes - (time.monotonic() - SCRIPT_STARTED) / 60.0 - 0.02, 3)
     children = {}
     for kind in ("small", "default"):
-        argv = _child_argv(args, kind, workers) + ["--_log-name", f"train_log_{kind}.json"]
+        argv = _child_argv(child_args, kind, workers) + ["--_log-name", f"train_log_{kind}.json"]
         children[kind] = subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     grace_s = 180.0  # past the budget, a child is hung, not slow
     deadline = time.monotonic() + args.max_minutes * 60.0 + grace_s
@@ -669,6 +672,8 @@ def train_both(args: argparse.Namespace) -> int:
             json.loads(path.read_text()) if path.is_file() else {"error": f"exit code {codes[kind]}"}
         )
     (out_dir / "train_log.json").write_text(json.dumps({"models": merged}, indent=1) + "\n")
+    for kind in children:  # merged above; fewer files to carry back from a GPU machine
+        (out_dir / f"train_log_{kind}.json").unlink(missing_ok=True)
     failed = [kind for kind, code in codes.items() if code != 0]
     if failed:
         log("both", f"failed: {', '.join(failed)} (exit codes {codes})")
