@@ -1,0 +1,1 @@
+"""Generators and converters of the datasets the tracks ship with."""
