@@ -20,6 +20,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -44,15 +45,30 @@ from harness.datasets.scenetext import generate_sample  # noqa: E402
 WEIGHTS_NAME = "craft_compact.safetensors"
 
 
-def training_sample(split: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image (H×W×3 uint8) and targets (3×H/2×W/2 float32: region, affinity, loss weight) of one sample."""
+MAX_CONSECUTIVE_FAILURES = 20
+
+
+def training_sample(split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image (H×W×3 uint8) and targets (3×H/2×W/2 uint8: region and affinity ×255, loss weight 0/1) of one
+    sample; uint8 keeps the shared memory and the host-to-device copies small."""
     image, words = generate_sample(split, index)
     region, affinity, weight = score_maps(
         [w.chars for w in words if w.legible],
         image.shape[:2],
         ignore_quads=[w.quad for w in words if not w.legible],
     )
-    return torch.from_numpy(image), torch.from_numpy(np.stack([region, affinity, weight]))
+    maps = np.stack([np.rint(region * 255), np.rint(affinity * 255), weight]).astype(np.uint8)
+    return image, maps
+
+
+def collate_numpy(samples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Stacks a batch as numpy arrays, which go back to the main process pickled rather than in /dev/shm."""
+    return np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples])
+
+
+def collate_tensors(samples: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    images, maps = collate_numpy(samples)
+    return torch.from_numpy(images), torch.from_numpy(maps)
 
 
 class SceneTextStream(IterableDataset):
@@ -66,12 +82,19 @@ class SceneTextStream(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         index = self.start + worker
+        failures = 0
         while True:
             try:
                 sample = training_sample(self.split, index)
             except Exception as exc:  # one bad sample must not end a one-shot run; it is reported and skipped
+                failures += 1
                 print(f"[craft] skipped {self.split} sample {index}: {exc!r}", flush=True)
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    raise RuntimeError(
+                        f"{failures} consecutive training samples failed; last: {exc!r}"
+                    ) from exc
             else:
+                failures = 0
                 yield sample
             index += workers
 
@@ -79,6 +102,14 @@ class SceneTextStream(IterableDataset):
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+
+
+def shared_memory_free() -> int | None:
+    """Free bytes in /dev/shm, where DataLoader workers put batches; None where it cannot be read."""
+    try:
+        return shutil.disk_usage("/dev/shm").free
+    except OSError:
+        return None
 
 
 def default_workers() -> int:
@@ -178,6 +209,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--log-every-seconds", type=float, default=15.0)
     parser.add_argument("--start-index", type=int, default=0, help="first train sample index")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of the main process")
+    parser.add_argument(
+        "--no-shared-memory",
+        action="store_true",
+        help="send batches through pipes, not /dev/shm (chosen by itself when /dev/shm is small)",
+    )
     return parser.parse_args(argv)
 
 
@@ -197,14 +233,28 @@ def main(argv: list[str] | None = None) -> dict:
         f"[craft] device={device} workers={workers} batch={args.batch_size} budget={budget:.0f}s", flush=True
     )
 
+    # Fail now, not in the workers, if the generator cannot run here (e.g. a Pillow without FreeType).
+    probe_image, probe_maps = training_sample("train", args.start_index)
+    prefetch = 4
+    in_flight = workers * prefetch * args.batch_size * (probe_image.nbytes + probe_maps.nbytes)
+    shm_free = shared_memory_free()
+    use_shm = not args.no_shared_memory and (workers == 0 or shm_free is None or shm_free > 2 * in_flight)
+    print(
+        f"[craft] batches in flight: {in_flight / 2**20:.0f} MiB; /dev/shm free: "
+        f"{'unknown' if shm_free is None else f'{shm_free / 2**20:.0f} MiB'}; "
+        f"{'tensors in shared memory' if use_shm else 'numpy batches through pipes (small /dev/shm)'}",
+        flush=True,
+    )
     # Workers fork before CUDA is initialised in this process.
     loader = DataLoader(
         SceneTextStream("train", args.start_index),
         batch_size=args.batch_size,
         num_workers=workers,
-        pin_memory=cuda,
-        prefetch_factor=4 if workers > 0 else None,
+        collate_fn=collate_tensors if use_shm else collate_numpy,
+        pin_memory=cuda and use_shm,
+        prefetch_factor=prefetch if workers > 0 else None,
         worker_init_fn=_worker_init if workers > 0 else None,
+        timeout=180 if workers > 0 else 0,
     )
     batches = iter(loader)
     val_samples = [generate_sample("val", i) for i in range(args.val_count)]
@@ -244,11 +294,14 @@ def main(argv: list[str] | None = None) -> dict:
         wait_start = time.time()
         images, maps = next(batches)
         wait_seconds += time.time() - wait_start
+        if isinstance(images, np.ndarray):
+            images, maps = torch.from_numpy(images), torch.from_numpy(maps)
         x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
         x = (x - mean) / std
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        maps = maps.to(device, non_blocking=True)
+        maps = maps.to(device, non_blocking=True).float()
+        maps[:, :2] /= 255.0
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
             out = model(x)
         out = out.float()
