@@ -9,9 +9,10 @@ varied size, colour, letter spacing, a small rotation (±15°) and a mild perspe
 shorter than 8 px, or blurred beyond reading — are "don't care" (`###`), as in ICDAR.
 
 Font: Pillow's bundled FreeType font (Aileron Regular, via `ImageFont.load_default(size=...)`, Pillow ≥ 10.1)
-is the default, so the dataset depends on no system font. Pixels are reproducible for a given Pillow
-(FreeType) and OpenCV version; PNG bytes also depend on the zlib that Pillow carries, so a dataset hash
-should be taken over decoded pixels and ground truth. `font="dejavu"` renders with Debian's DejaVu Sans
+is the default, so the dataset depends on no system font. Pixels are reproducible for given NumPy (its
+PCG64 streams), Pillow (FreeType) and OpenCV versions — `tests/test_scenetext.py` pins a digest of one
+sample; PNG bytes also depend on the zlib that Pillow carries, so a dataset hash should be taken over
+decoded pixels and ground truth. `font="dejavu"` renders with Debian's DejaVu Sans
 (`fonts-dejavu-core`) instead, for training variety; the shipped splits never use it.
 
 Layout of a written split (shared with the harness core):

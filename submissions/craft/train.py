@@ -184,7 +184,7 @@ def evaluate(model: torch.nn.Module, device: torch.device, samples: list, batch_
         "matched": score.matched,
         "ground_truths": score.ground_truths,
         "detections": score.detections,
-        "seconds": round(time.perf_counter() - start, 2),
+        "eval_seconds": round(time.perf_counter() - start, 2),
     }
 
 
@@ -206,6 +206,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reserve-seconds", type=float, default=40.0, help="budget kept for the final save+eval"
     )
     parser.add_argument("--save-every-minutes", type=float, default=2.0)
+    parser.add_argument(
+        "--no-eval-at-saves",
+        dest="eval_at_saves",
+        action="store_false",
+        help="skip the val evaluation at each periodic save (it costs a few seconds on a GPU)",
+    )
     parser.add_argument("--log-every-seconds", type=float, default=15.0)
     parser.add_argument("--start-index", type=int, default=0, help="first train sample index")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads of the main process")
@@ -275,6 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     history: list[dict] = []
+    val_history: list[dict] = []
     iteration, lr_scale, restarts = 0, 1.0, 0
     loss_sum = torch.zeros((), device=device)
     loss_count, wait_seconds, last_log, last_save = 0, 0.0, time.time(), time.time()
@@ -345,8 +352,19 @@ def main(argv: list[str] | None = None) -> dict:
             loss_count, last_log = 0, now
         if now - last_save >= args.save_every_minutes * 60 and snapshot is not None:
             save_weights(model, weights_path)
-            last_save = now
             print(f"[craft] saved {weights_path} at iteration {iteration}", flush=True)
+            if args.eval_at_saves and val_samples:
+                checkpoint_val = evaluate(model, device, val_samples)
+                model.train()
+                val_history.append(
+                    {"iteration": iteration, "seconds": round(time.time() - started, 1), **checkpoint_val}
+                )
+                print(
+                    f"[craft] val at iteration {iteration}: hmean={checkpoint_val['hmean']} "
+                    f"precision={checkpoint_val['precision']} recall={checkpoint_val['recall']}",
+                    flush=True,
+                )
+            last_save = time.time()
 
     train_seconds = time.time() - train_start
     if loss_count:
@@ -387,6 +405,7 @@ def main(argv: list[str] | None = None) -> dict:
         "history": history,
         "weights": str(weights_path),
         "weights_bytes": weights_bytes,
+        "val_history": val_history,
         "val": val,
     }
     (args.out / "train_log.json").write_text(json.dumps(log, indent=1) + "\n", encoding="utf-8")
