@@ -94,7 +94,13 @@ def _check_split(split: str) -> None:
 @functools.lru_cache(maxsize=256)
 def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
     if name == "pillow":
-        font = ImageFont.load_default(size=size)
+        try:
+            font = ImageFont.load_default(size=size)
+        except TypeError as exc:  # Pillow < 10.1 has no sized default font
+            raise DatasetError(
+                "this Pillow cannot load its bundled TrueType font at a given size",
+                "install Pillow >= 10.1",
+            ) from exc
         if not isinstance(font, ImageFont.FreeTypeFont):
             raise DatasetError(
                 "Pillow has no FreeType support, so its bundled TrueType font cannot be loaded",
