@@ -34,6 +34,15 @@ from harness.errors import SubmissionError  # noqa: E402
 MIB = 2**20
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the CI machine's two cores are shared, and these models are small."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _state_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
@@ -44,9 +53,6 @@ def test_vgg16_bn_has_the_published_parameter_count():
     # VGG16-BN convolutions up to conv5_2 (12.96 M) + fc6/fc7 (4.72 M + 1.05 M) + U-Net head and classifier.
     assert params == 20_770_466
     assert abs(params - 20.77e6) / 20.77e6 < 0.01
-    with torch.no_grad():
-        out = model.eval()(torch.zeros(1, 3, 64, 96))
-    assert out.shape == (1, 2, 32, 48)
 
 
 def test_compact_model_is_small_and_keeps_the_output_shape():
@@ -224,6 +230,7 @@ def test_vgg16_bn_builds_only_when_untrained_use_is_explicit():
         build_vgg16_bn(BuildContext(track="text-detection"))
     predictor = build_vgg16_bn(BuildContext(track="text-detection", extra={"allow_untrained": True}))
     image = np.zeros((64, 64, 3), np.uint8)
+    assert predictor.forward(predictor.preprocess([image])).shape == (1, 2, 32, 32)
     validate_outputs("text", predictor.predict([image]), [image])
 
 

@@ -214,27 +214,31 @@ def _render_line(words: list[str], font_name: str, size: int, tracking: int, pad
     font = _font(font_name, size)
     ascent, descent = font.getmetrics()
     space = max(int(round(font.getlength(" "))), 2)
+    glyphs = [[_glyph(font_name, size, char) for char in word] for word in words]
+    inked = [g for word in glyphs for g in word if g.mask.size]
+    # Glyphs may reach left of their pen position or above the ascender; the margins keep them on the canvas.
+    left = pad + max([0] + [-g.x_offset for g in inked])
+    top = pad + max([0] + [-g.y_offset for g in inked])
     placed = []  # (word index, glyph, pen x)
-    pen = pad
-    for wi, word in enumerate(words):
+    pen = left
+    for wi, word_glyphs in enumerate(glyphs):
         if wi:
             pen += space + tracking
-        for ci, char in enumerate(word):
-            glyph = _glyph(font_name, size, char)
+        for ci, glyph in enumerate(word_glyphs):
             placed.append((wi, glyph, pen))
-            pen += glyph.advance + (tracking if ci < len(word) - 1 else 0)
-    width = pen + pad + size  # glyph ink can overhang its advance
-    height = ascent + descent + 2 * pad
+            pen += glyph.advance + (tracking if ci < len(word_glyphs) - 1 else 0)
+    width = max([pen] + [p + g.x_offset + g.mask.shape[1] for _, g, p in placed if g.mask.size]) + pad
+    height = max([ascent + descent] + [g.y_offset + g.mask.shape[0] for g in inked]) + top + pad
     canvas = np.zeros((height, width), np.uint8)
     boxes: list[list[tuple[int, int, int, int]]] = [[] for _ in words]
     for wi, glyph, pen_x in placed:
-        x0, y0 = pen_x + glyph.x_offset, pad + glyph.y_offset
+        x0, y0 = pen_x + glyph.x_offset, top + glyph.y_offset
         if glyph.mask.size:
             h, w = glyph.mask.shape
             np.maximum(canvas[y0 : y0 + h, x0 : x0 + w], glyph.mask, out=canvas[y0 : y0 + h, x0 : x0 + w])
             boxes[wi].append((x0, y0, x0 + w, y0 + h))
         else:
-            boxes[wi].append((pen_x, pad + ascent, pen_x + glyph.advance, pad + ascent))
+            boxes[wi].append((pen_x, top + ascent, pen_x + glyph.advance, top + ascent))
     right = max(b[2] for word_boxes in boxes for b in word_boxes)
     return canvas[:, : right + pad], boxes
 
@@ -254,6 +258,10 @@ def _char_quads(ink_boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
             x0, x1 = max(left, centre - min_width / 2), min(right, centre + min_width / 2)
         quads.append([[x0, top], [x1, top], [x1, bottom], [x0, bottom]])
     return np.asarray(quads, np.float64)
+
+
+_HALF_PIXEL_FORTH = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+_HALF_PIXEL_BACK = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
 
 
 def _apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -316,6 +324,8 @@ def generate_sample(
         to_region = cv2.getPerspectiveTransform(
             src.astype(np.float32), (dst + [ox - x0, oy - y0]).astype(np.float32)
         )
+        # OpenCV puts pixel centres on integers, the quads put pixel i on [i, i+1): shift by half a pixel.
+        to_region = _HALF_PIXEL_BACK @ to_region @ _HALF_PIXEL_FORTH
         alpha = cv2.warpPerspective(
             mask, to_region, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderValue=0
         )
