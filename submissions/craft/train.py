@@ -99,6 +99,9 @@ class SceneTextStream(IterableDataset):
             index += workers
 
 
+cv2.setNumThreads(1)  # before any OpenCV call in this process, so no thread pool exists when workers start
+
+
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -261,6 +264,10 @@ def main(argv: list[str] | None = None) -> dict:
         prefetch_factor=prefetch if workers > 0 else None,
         worker_init_fn=_worker_init if workers > 0 else None,
         timeout=180 if workers > 0 else 0,
+        # Spawned, not forked: a fork after OpenCV's thread pool started can deadlock the workers (seen on the
+        # GPU box: "DataLoader timed out after 180 seconds").
+        multiprocessing_context="spawn" if workers > 0 else None,
+        persistent_workers=workers > 0,
     )
     batches = iter(loader)
     val_samples = [generate_sample("val", i) for i in range(args.val_count)]
