@@ -115,6 +115,7 @@ def check(
                 out_dir=tmp,
                 inputs_dir=str(split.inputs_dir) if split else None,
                 threads=default_threads(),
+                build_options=manifest.build_options.get(name, {}),
                 num_classes=card.num_classes,
                 label_ids=_label_ids(card, split) if split else None,
                 input_size=list(card.input_sizes[0]),
@@ -214,6 +215,8 @@ def submit(path: Path, store: Any = None) -> list[SubmitResult]:
             params=report.params,
             macs=report.macs,
             bytes=report.bytes,
+            build_options=manifest.build_options.get(report.name, {}),
+            queued=manifest.queued(report.name),
         )
         results.append(SubmitResult(row.id, row.name, row.track, digest, created, str(stored)))
     return results
@@ -269,6 +272,8 @@ def evaluate(
         raise DatasetError(f"dataset `{dataset_name}` is a {spec.kind} dataset; track `{track}` needs {card.kind}")
     store = store or open_store()
     todo = store.submissions(track=card.name, names=list(submissions) if submissions else None)
+    if not submissions:
+        todo = [s for s in todo if s.queued]  # entries marked `queue = false` run only when named
     if submissions:
         missing = sorted(set(submissions) - {s.name for s in todo})
         if missing:
@@ -344,6 +349,7 @@ def evaluate(
             mode="evaluate",
             site_dir=sub.site_path,
             entry_name=sub.name,
+            build_options=dict(sub.build_options or {}),
             track=card.name,
             kind=card.kind,
             variant=variant,

@@ -189,9 +189,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
         x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
         length, angle = rng.uniform(20, 400), rng.uniform(0, np.pi)
         x1, y1 = x0 + length * np.cos(angle), y0 + length * np.sin(angle)
-        draw.line(
-            [(float(x0), float(y0)), (float(x1), float(y1))], fill=colour, width=int(rng.integers(1, 5))
-        )
+        draw.line([(float(x0), float(y0)), (float(x1), float(y1))], fill=colour, width=int(rng.integers(1, 5)))
     return np.asarray(Image.alpha_composite(image, overlay).convert("RGB")).copy()
 
 
@@ -270,15 +268,11 @@ def _apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return (homog[:, :2] / homog[:, 2:3]).reshape(points.shape)
 
 
-def _overlaps(
-    box: tuple[float, float, float, float], placed: list[tuple[float, float, float, float]]
-) -> bool:
+def _overlaps(box: tuple[float, float, float, float], placed: list[tuple[float, float, float, float]]) -> bool:
     return any(box[0] < p[2] and p[0] < box[2] and box[1] < p[3] and p[1] < box[3] for p in placed)
 
 
-def generate_sample(
-    split: str, index: int, seed: int = SEED, font: str = "pillow"
-) -> tuple[np.ndarray, list[Word]]:
+def generate_sample(split: str, index: int, seed: int = SEED, font: str = "pillow") -> tuple[np.ndarray, list[Word]]:
     """The sample `index` of `split`: an H×W×3 uint8 RGB image and its words, in drawing order."""
     _check_split(split)
     rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_CODES[split], int(index)]))
@@ -289,9 +283,7 @@ def generate_sample(
     for _ in range(int(rng.integers(4, 15))):
         n_words = int(rng.choice([1, 2, 3], p=[0.6, 0.25, 0.15]))
         texts = [_random_word(rng) for _ in range(n_words)]
-        size = (
-            int(rng.integers(7, 14)) if rng.random() < 0.15 else int(round(math.exp(rng.uniform(2.77, 4.28))))
-        )
+        size = int(rng.integers(7, 14)) if rng.random() < 0.15 else int(round(math.exp(rng.uniform(2.77, 4.28))))
         tracking = int(round(rng.uniform(0.0, 0.08) * size))
         blurred = rng.random() < 0.07
         pad = 2 + (size // 2 if blurred else 0)
@@ -321,14 +313,10 @@ def generate_sample(
         occupied.append(box)
         x0, y0 = int(math.floor(ox)), int(math.floor(oy))
         x1, y1 = min(int(math.ceil(ox + span_x)) + 1, width), min(int(math.ceil(oy + span_y)) + 1, height)
-        to_region = cv2.getPerspectiveTransform(
-            src.astype(np.float32), (dst + [ox - x0, oy - y0]).astype(np.float32)
-        )
+        to_region = cv2.getPerspectiveTransform(src.astype(np.float32), (dst + [ox - x0, oy - y0]).astype(np.float32))
         # OpenCV puts pixel centres on integers, the quads put pixel i on [i, i+1): shift by half a pixel.
         to_region = _HALF_PIXEL_BACK @ to_region @ _HALF_PIXEL_FORTH
-        alpha = cv2.warpPerspective(
-            mask, to_region, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderValue=0
-        )
+        alpha = cv2.warpPerspective(mask, to_region, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderValue=0)
         line_height = mh - 2 * pad
         if blurred:
             sigma = float(rng.uniform(0.2, 0.35)) * line_height

@@ -186,9 +186,7 @@ def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
 
 _POLYGONS = {
     "square": np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], np.float32),
-    "triangle": np.array(
-        [(math.cos(a), math.sin(a)) for a in (0.0, 2 * math.pi / 3, 4 * math.pi / 3)], np.float32
-    ),
+    "triangle": np.array([(math.cos(a), math.sin(a)) for a in (0.0, 2 * math.pi / 3, 4 * math.pi / 3)], np.float32),
 }
 
 
@@ -272,11 +270,7 @@ def _object_mask(rng: np.random.Generator, category_id: int, side: float) -> np.
     squash = rng.uniform(0.8, 1.0)
     name = CATEGORY_NAMES[category_id]
     if name in ("disc", "ring"):
-        w, h = (
-            (side, max(MIN_SIDE, side * squash))
-            if rng.random() < 0.5
-            else (max(MIN_SIDE, side * squash), side)
-        )
+        w, h = (side, max(MIN_SIDE, side * squash)) if rng.random() < 0.5 else (max(MIN_SIDE, side * squash), side)
         return _ellipse_mask(w, h, hole=rng.uniform(0.2, 0.3) if name == "ring" else 0.0)
     if name == "square":
         return _polygon_mask(_POLYGONS["square"], side, squash, rng.uniform(-0.45, 0.45))
@@ -307,9 +301,7 @@ def _occluder_mask(rng: np.random.Generator, side: float) -> np.ndarray:
     if rng.random() < 0.5:
         return _ellipse_mask(width, height)
     angle = rng.uniform(0, math.pi)
-    return _polygon_mask(
-        _POLYGONS["square"], max(width, height), min(width, height) / max(width, height), angle
-    )
+    return _polygon_mask(_POLYGONS["square"], max(width, height), min(width, height) / max(width, height), angle)
 
 
 def _sample_side(rng: np.random.Generator) -> float:
@@ -347,9 +339,7 @@ class _Canvas:
             return False
         return all(self.visible[i] - n >= self.min_visible[i] for i, n in self._covered(shape).items())
 
-    def draw(
-        self, shape: _Shape, colour: np.ndarray, item_id: int, min_visible_fraction: float = 0.0
-    ) -> None:
+    def draw(self, shape: _Shape, colour: np.ndarray, item_id: int, min_visible_fraction: float = 0.0) -> None:
         for i, n in self._covered(shape).items():
             self.visible[i] -= n
         region = self.image[shape.y : shape.y + shape.height, shape.x : shape.x + shape.width]
@@ -434,15 +424,10 @@ def _compose(split: str, index: int) -> tuple[np.ndarray, list[dict[str, Any]], 
         for i in member_ids:
             found = canvas.visible_box(i)
             if found is not None and found[1] >= 0.5 * canvas.drawn[i]:
-                members.append(
-                    {"category_id": category_id, "bbox": found[0], "area": float(found[1]), "iscrowd": 0}
-                )
+                members.append({"category_id": category_id, "bbox": found[0], "area": float(found[1]), "iscrowd": 0})
         reserved.append((int(x0) - 2, int(y0) - 2, int(x1) + 2, int(y1) + 2))
 
-    items = [
-        ("object", int(rng.integers(1, 6)))
-        for _ in range(int(rng.integers(*OBJECTS_PER_IMAGE, endpoint=True)))
-    ]
+    items = [("object", int(rng.integers(1, 6))) for _ in range(int(rng.integers(*OBJECTS_PER_IMAGE, endpoint=True)))]
     items += [("distractor", 0)] * int(rng.integers(4, 21))
     order = rng.permutation(len(items))
     object_ids: list[int] = []
@@ -457,9 +442,7 @@ def _compose(split: str, index: int) -> tuple[np.ndarray, list[dict[str, Any]], 
         else:
             shape = _Shape(_distractor_mask(rng))
             hue = (
-                CLASS_HUES[int(rng.integers(1, 6))] + rng.uniform(-9, 9)
-                if rng.random() < 0.75
-                else rng.uniform(0, 360)
+                CLASS_HUES[int(rng.integers(1, 6))] + rng.uniform(-9, 9) if rng.random() < 0.75 else rng.uniform(0, 360)
             )
             colour = _hsv(hue, rng.uniform(0.5, 1.0), rng.uniform(0.55, 1.0))
         for _attempt in range(30):
@@ -510,9 +493,7 @@ def _compose(split: str, index: int) -> tuple[np.ndarray, list[dict[str, Any]], 
     return image.astype(np.uint8), annotations, members
 
 
-def generate_sample(
-    split: str, index: int, crowd_members: bool = False
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def generate_sample(split: str, index: int, crowd_members: bool = False) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Image `index` of `split`: a 512×512×3 uint8 RGB array and its COCO-style annotations
     (`category_id`, `bbox` [x, y, w, h] in pixels, `area`, `iscrowd`), deterministic from
     (`BASE_SEED`, split, index).
@@ -539,9 +520,7 @@ def coco_instances(split: str, annotations_per_image: list[list[dict[str, Any]]]
     annotations: list[dict[str, Any]] = []
     for index, sample_annotations in enumerate(annotations_per_image):
         image_id = index + 1
-        images.append(
-            {"id": image_id, "file_name": f"{image_id:06d}.png", "width": IMAGE_SIZE, "height": IMAGE_SIZE}
-        )
+        images.append({"id": image_id, "file_name": f"{image_id:06d}.png", "width": IMAGE_SIZE, "height": IMAGE_SIZE})
         for annotation in sample_annotations:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, **annotation})
     return {

@@ -50,7 +50,10 @@ class IngestJob:
     mac_inputs: dict[str, Any] = field(default_factory=dict)  # "HxW": {"size": [H, W]} | {"files": [...]}
     calibration_dir: str | None = None
     calibration_count: int = 128
-    check_sample: int = 32  # performance-pass outputs re-checked against the accuracy pass
+    check_sample: int = 32
+    build_options: dict[str, Any] = field(
+        default_factory=dict
+    )  # the manifest's, handed over as ctx.extra  # performance-pass outputs re-checked against the accuracy pass
 
     @classmethod
     def load(cls, path: Path) -> IngestJob:
@@ -131,6 +134,7 @@ def run(job: IngestJob) -> dict[str, Any]:
         variant=job.variant,
         num_classes=job.num_classes,
         input_size=tuple(job.input_size) if job.input_size else None,
+        extra=dict(job.build_options),
     )
     try:
         predictor = build(ctx)
