@@ -50,10 +50,8 @@ class IngestJob:
     mac_inputs: dict[str, Any] = field(default_factory=dict)  # "HxW": {"size": [H, W]} | {"files": [...]}
     calibration_dir: str | None = None
     calibration_count: int = 128
-    check_sample: int = 32
-    build_options: dict[str, Any] = field(
-        default_factory=dict
-    )  # the manifest's, handed over as ctx.extra  # performance-pass outputs re-checked against the accuracy pass
+    check_sample: int = 32  # performance-pass outputs re-checked against the accuracy pass
+    build_options: dict[str, Any] = field(default_factory=dict)  # the manifest's, handed over as ctx.extra
 
     @classmethod
     def load(cls, path: Path) -> IngestJob:
