@@ -513,7 +513,8 @@ def standings(track: str, hardware_class: str | None = None, store: Any = None) 
     def order(row: dict[str, Any]) -> tuple:
         value = row["metrics"].get(card.primary_metric)
         latency = row["latency"]["ranked_ms"] if row["latency"] else float("inf")
-        return (row["hardware_class"], sign * (value if value is not None else -float("inf") * sign), latency)
+        # A run without the primary metric ranks last; ties go to the faster run.
+        return (row["hardware_class"], value is None, sign * value if value is not None else 0.0, latency)
 
     rows.sort(key=order)
     rank_in: dict[str, int] = {}
