@@ -1,1 +1,0 @@
-"""Datasets of the harness: each becomes a split folder of `inputs/` (sandbox) and `hidden/` (truth)."""
