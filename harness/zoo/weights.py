@@ -34,11 +34,15 @@ def load_weights(model: nn.Module, path: Path) -> nn.Module:
         state = load_file(str(path))
     except Exception as exc:  # a truncated or foreign file: the submission's fault
         raise SubmissionError(f"{path}: not a readable safetensors file ({exc})") from exc
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    misshapen = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or misshapen:
         raise SubmissionError(
-            f"{path}: weights do not fit {type(model).__name__} "
-            f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]})",
+            f"{path}: weights do not fit {type(model).__name__} (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}, other shapes {misshapen[:3]})",
             "the weights were saved from another architecture; retrain or restore the matching file",
         )
+    model.load_state_dict(state)
     return model
