@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata as metadata
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -153,12 +154,7 @@ def _load(target: VariantTarget, site_dir: Path | None) -> Variant:
     if target.source == "harness":
         module_name, _, attr = target.target.partition(":")
         return getattr(importlib.import_module(module_name), attr)
-    from harness.registry import load_target
-
-    try:
-        obj = load_target(target.target, site_dir)
-    except SubmissionError as exc:
-        raise SubmissionError(f"variant `{target.name}` ({target.source}): {exc.message}", exc.hint) from exc
+    obj = _import_target(target, site_dir)
     if isinstance(obj, Variant):
         if obj.name != target.name:
             raise SubmissionError(
@@ -168,6 +164,27 @@ def _load(target: VariantTarget, site_dir: Path | None) -> Variant:
         return obj
     # A plain function: `apply(predictor, context) -> predictor`, available everywhere.
     return Variant(target.name, f"provided by {target.source}", obj, reduced_precision=True)  # type: ignore[arg-type]
+
+
+def _import_target(target: VariantTarget, site_dir: Path | None) -> Any:
+    if site_dir is not None and str(site_dir) not in sys.path:
+        sys.path.insert(0, str(site_dir))
+    module_name, _, attr = target.target.partition(":")
+    where = f"variant `{target.name}` (entry point `{target.target}` of `{target.source}`)"
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise SubmissionError(f"{where} fails to import: {type(exc).__name__}: {exc}") from exc
+    for part in filter(None, attr.split(".")):
+        if not hasattr(obj, part):
+            raise SubmissionError(f"{where}: `{module_name}` has no attribute `{part}`")
+        obj = getattr(obj, part)
+    if not isinstance(obj, Variant) and not callable(obj):
+        raise SubmissionError(
+            f"{where} is a {type(obj).__name__}",
+            "point it at a harness.variants.Variant or at apply(predictor, context)",
+        )
+    return obj
 
 
 def apply_variant(

@@ -91,8 +91,26 @@ def quantize_pt2e(model: Any, example_args: tuple, example_kwargs: dict, calibra
     move_exported_model_to_eval(prepared)
     calibrate(prepared)
     converted = convert_pt2e(prepared)
+    drop_unused_tensors(converted)
     inductor_config.freezing = True
     return torch.compile(converted)
+
+
+def drop_unused_tensors(graph_module: Any) -> list[str]:
+    """Delete parameters and buffers the graph no longer reads. After `convert_pt2e` the float weights stay
+    attached beside their int8 copies; left there, they would count in the quantized model's bytes."""
+    nodes = list(graph_module.graph.nodes)
+    used = {str(node.target) for node in nodes if node.op == "get_attr"}
+    called = tuple(f"{node.target}." for node in nodes if node.op == "call_module")
+    dropped = []
+    for name, _ in [*graph_module.named_parameters(), *graph_module.named_buffers()]:
+        if name in used or name.startswith(called):
+            continue
+        owner_path, _, attr = name.rpartition(".")
+        owner = graph_module.get_submodule(owner_path) if owner_path else graph_module
+        delattr(owner, attr)
+        dropped.append(name)
+    return dropped
 
 
 def quantize_fx(model: Any, example_args: tuple, calibrate: Callable[[Any], None]) -> Any:

@@ -3,7 +3,8 @@
 The export traces `predictor.forward` on what `predictor.preprocess` makes of real sample images, so the
 graph sees exactly the inputs it will get. Nested inputs and outputs (lists of images, dicts of boxes) are
 flattened to ONNX's flat tensor lists and rebuilt afterwards. Image batches get a dynamic batch, height and
-width; a forward that takes a list of images is exported for one image and run once per image. Before it
+width (fixed height and width where an operator only exports so); a forward that takes a list of images
+is exported for one image and run once per image. Before it
 is used, the exported graph must reproduce PyTorch's outputs on the samples (also at another batch size);
 a model that cannot be exported, or whose export computes something else, makes the variant unavailable
 with the exporter's reason.
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.measure.latency import describe_briefly
 from harness.variants import Variant, VariantUnavailable
 
 OPSET = 17
@@ -52,6 +54,7 @@ class OnnxGraph:
     output_spec: Any
     per_image: bool  # the forward takes a list of images: run once per image, concatenate the output lists
     exporter: str
+    dynamic_image_size: bool  # False: exported for the sample's height and width only
 
 
 class _FlatForward:
@@ -69,14 +72,15 @@ class _FlatForward:
         return tuple(out_leaves)
 
 
-def _dynamic_axes(leaves: list[Any], prefix: str) -> dict[str, dict[int, str]]:
+def _dynamic_axes(leaves: list[Any], prefix: str, spatial: bool) -> dict[str, dict[int, str]]:
+    """Dynamic batch for image batches, and (when `spatial`) dynamic height and width."""
     axes = {}
     for i, leaf in enumerate(leaves):
         if leaf.dim() == 4:  # an image batch N x C x H x W
-            axes[f"{prefix}{i}"] = {0: "batch", 2: f"{prefix}{i}_h", 3: f"{prefix}{i}_w"}
-        elif leaf.dim() == 3:  # one image C x H x W
+            axes[f"{prefix}{i}"] = {0: "batch", **({2: f"{prefix}{i}_h", 3: f"{prefix}{i}_w"} if spatial else {})}
+        elif leaf.dim() == 3 and spatial:  # one image C x H x W
             axes[f"{prefix}{i}"] = {1: f"{prefix}{i}_h", 2: f"{prefix}{i}_w"}
-        else:
+        elif leaf.dim() >= 1 and prefix.startswith("output"):
             axes[f"{prefix}{i}"] = {d: f"{prefix}{i}_d{d}" for d in range(leaf.dim())}
     return axes
 
@@ -103,21 +107,27 @@ def export_forward(predictor: Any, inputs: Any) -> OnnxGraph:
         def forward(self, *xs: Any) -> tuple:
             return flat(*xs)
 
+    # Eval mode on the wrapper too: exporters restore the wrapper's mode afterwards, recursively, and a
+    # wrapper left in training mode would switch the predictor's model to training (batch-norm statistics).
+    wrapper = Wrapper().eval()
     with torch.no_grad():
-        sample_out = Wrapper()(*leaves)
+        sample_out = wrapper(*leaves)
     if not sample_out or not all(torch.is_tensor(x) for x in sample_out):
         raise VariantUnavailable("the forward step returns something other than (nested) tensors")
     input_names = [f"input_{i}" for i in range(len(leaves))]
     output_names = [f"output_{i}" for i in range(len(sample_out))]
-    axes = {**_dynamic_axes(leaves, "input_"), **_dynamic_axes(list(sample_out), "output_")}
     buffer = io.BytesIO()
     errors = []
-    for exporter in ("torchscript", "dynamo"):
+    # Dynamic image sizes first; some operators (adaptive pooling to a size other than 1) only export for
+    # fixed sizes, so fixed height and width (batch still dynamic) come next.
+    attempts = [("torchscript", True), ("torchscript", False), ("dynamo", True)]
+    for exporter, spatial in attempts:
+        axes = {**_dynamic_axes(leaves, "input_", spatial), **_dynamic_axes(list(sample_out), "output_", spatial)}
         try:
             with torch.no_grad():
                 if exporter == "torchscript":
                     torch.onnx.export(
-                        Wrapper(),
+                        wrapper,
                         tuple(leaves),
                         buffer,
                         dynamo=False,
@@ -128,7 +138,7 @@ def export_forward(predictor: Any, inputs: Any) -> OnnxGraph:
                     )
                 else:
                     program = torch.onnx.export(
-                        Wrapper(),
+                        wrapper,
                         tuple(leaves),
                         dynamo=True,
                         input_names=input_names,
@@ -137,9 +147,11 @@ def export_forward(predictor: Any, inputs: Any) -> OnnxGraph:
                     )
                     buffer = io.BytesIO()
                     program.save(buffer)
-            return OnnxGraph(buffer.getvalue(), input_spec, flat.output_spec, per_image, exporter)
+            return OnnxGraph(buffer.getvalue(), input_spec, flat.output_spec, per_image, exporter, spatial)
         except Exception as exc:
-            errors.append(f"{exporter} exporter: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            predictor.model.eval()
+            sizes = "dynamic" if spatial else "fixed"
+            errors.append(f"{exporter} exporter ({sizes} image sizes): {describe_briefly(exc)}")
             buffer = io.BytesIO()
     raise VariantUnavailable("the model cannot be exported to ONNX: " + "; ".join(errors))
 
@@ -237,6 +249,7 @@ def _apply(predictor: Any, context: dict) -> Any:
         "opset": OPSET,
         "providers": runner.providers,
         "per_image": graph.per_image,
+        "dynamic_image_size": graph.dynamic_image_size,
         "max_error_vs_torch": error,
     }
     context["info"]["serialized_bytes"] = len(graph.model_bytes)
