@@ -35,7 +35,7 @@ CATEGORIES = (
 # Inductor/Triton kernels (`triton_poi_fused_convolution_relu_0`) and ONNX node types (`Conv`, `Gemm`).
 _RULES: list[tuple[str, re.Pattern[str]]] = [
     ("convolution", re.compile(r"conv(?!ert)")),
-    ("linear/matmul", re.compile(r"linear|addmm|matmul|gemm|(^|_)b?mm($|_)|einsum|bmm")),
+    ("linear/matmul", re.compile(r"(?<!bi)(?<!tri)linear|addmm|matmul|gemm|(^|_)b?mm($|_)|einsum|bmm")),
     ("normalization", re.compile(r"batch_?norm|layer_?norm|group_?norm|instance_?norm|rms_?norm|normalization")),
     ("pooling", re.compile(r"pool")),
     ("upsampling", re.compile(r"upsample|interpolate|resize|grid_sampl|pixel_shuffle")),
@@ -53,20 +53,32 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [
 ]
 
 
-def categorize(op_name: str) -> str:
-    """The layer-type category of an operator or kernel name."""
-    base = op_name.split("::")[-1].strip().lower().lstrip("_")
-    for category, pattern in _RULES:
-        if pattern.search(base):
-            return category
+def categorize(*op_names: str) -> str:
+    """The layer-type category of an operator or kernel name. Given the chain of operators an operator ran
+    inside (outermost first), the outermost one that names a layer type decides: the `copy_` inside a
+    convolution's im2col is convolution time, a top-level `copy_` is elementwise."""
+    for op_name in op_names:
+        base = op_name.split("::")[-1].strip().lower().lstrip("_")
+        for category, pattern in _RULES:
+            if pattern.search(base):
+                return category
     return "other"
 
 
-def _aggregate(times_us: dict[str, float], calls: int) -> dict[str, float]:
+def _aggregate(times_us: dict[tuple[str, ...], float], calls: int) -> dict[str, float]:
     per_category = dict.fromkeys(CATEGORIES, 0.0)
-    for name, us in times_us.items():
-        per_category[categorize(name)] += us / 1000.0 / calls
+    for chain, us in times_us.items():
+        per_category[categorize(*chain)] += us / 1000.0 / calls
     return {k: round(v, 6) for k, v in per_category.items()}
+
+
+def _chain(event: Any) -> tuple[str, ...]:
+    """The names of the operators `event` ran inside, outermost first, ending with its own."""
+    names = []
+    while event is not None:
+        names.append(event.name)
+        event = event.cpu_parent
+    return tuple(reversed(names))
 
 
 def profile_forward(predictor: Any, inputs: Any, device: str, iterations: int = 20, warmup: int = 5) -> dict:
@@ -88,13 +100,14 @@ def profile_forward(predictor: Any, inputs: Any, device: str, iterations: int = 
                 predictor.forward(inputs)
             if cuda:
                 torch.cuda.synchronize()
-    times: dict[str, float] = {}
-    for event in prof.key_averages():
+    times: dict[tuple[str, ...], float] = {}
+    for event in prof.events():
         if str(getattr(event, "device_type", "")).endswith("CUDA"):
             continue  # kernels are counted through the operators that launched them
         us = _self_device_us(event) if cuda else float(event.self_cpu_time_total)
         if us > 0:
-            times[event.key] = times.get(event.key, 0.0) + us
+            chain = _chain(event)
+            times[chain] = times.get(chain, 0.0) + us
     return _result(times, iterations, "torch.profiler (self " + ("GPU" if cuda else "CPU") + " time)")
 
 
@@ -116,20 +129,24 @@ def _profile_onnxruntime(predictor: Any, inputs: Any, device: str, iterations: i
             runner(inputs)
         trace = json.loads(Path(runner.session.end_profiling()).read_text())
     runs = warmup + iterations
-    times: dict[str, float] = {}
+    times: dict[tuple[str, ...], float] = {}
     for event in trace:
         if event.get("cat") == "Node" and str(event.get("name", "")).endswith("_kernel_time"):
-            op = str(event.get("args", {}).get("op_name", "?"))
+            op = (str(event.get("args", {}).get("op_name", "?")),)
             times[op] = times.get(op, 0.0) + float(event.get("dur", 0.0))
     return _result(times, runs, "onnxruntime profiler (node kernel time)")
 
 
-def _result(times: dict[str, float], calls: int, source: str) -> dict:
-    top = sorted(times.items(), key=lambda kv: -kv[1])[:15]
+def _result(times: dict[tuple[str, ...], float], calls: int, source: str) -> dict:
+    by_outer: dict[str, tuple[str, float]] = {}  # outermost operator -> (category, us)
+    for chain, us in times.items():
+        category, total = by_outer.get(chain[0], (categorize(*chain), 0.0))
+        by_outer[chain[0]] = (category, total + us)
+    top = sorted(by_outer.items(), key=lambda kv: -kv[1][1])[:15]
     return {
         "layers": _aggregate(times, calls),
         "top_ops": [
-            {"op": name, "category": categorize(name), "ms": round(us / 1000.0 / calls, 6)} for name, us in top
+            {"op": name, "category": category, "ms": round(us / 1000.0 / calls, 6)} for name, (category, us) in top
         ],
         "iterations": calls,
         "source": source,
