@@ -437,7 +437,7 @@ def _performance_pass(
             job.device,
             job.profile,
             max_batch=(1024 if cuda else 64) if not quick else 16,
-            budget_s=10.0 if quick else 90.0,
+            budget_s=5.0 if quick else 90.0,
             guard=guard,
         )
         result["throughput"] = sweep.to_dict()
