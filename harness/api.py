@@ -115,6 +115,7 @@ def check(
                 out_dir=tmp,
                 inputs_dir=str(split.inputs_dir) if split else None,
                 threads=default_threads(),
+                build_options=manifest.build_options.get(name, {}),
                 num_classes=card.num_classes,
                 label_ids=_label_ids(card, split) if split else None,
                 input_size=list(card.input_sizes[0]),
@@ -124,7 +125,9 @@ def check(
             if not result.ok:
                 reports.append(CheckReport(name=name, track=card.name, ok=False, error=result.error))
                 continue
-            complexity = result.measurements()["complexity"]
+            measured = result.measurements()
+            complexity = measured["complexity"]
+        output_error = measured.get("output_error")
         violations = (
             rule_violations(card, complexity) if not input_sizes else rule_violations(card, {**complexity, "macs": {}})
         )
@@ -132,7 +135,8 @@ def check(
             CheckReport(
                 name=name,
                 track=card.name,
-                ok=not violations,
+                ok=not violations and output_error is None,
+                error=f"[outputs] {output_error}" if output_error else None,
                 params=complexity["params"],
                 macs=complexity["macs"],
                 macs_std=complexity["macs_std"],
@@ -211,6 +215,8 @@ def submit(path: Path, store: Any = None) -> list[SubmitResult]:
             params=report.params,
             macs=report.macs,
             bytes=report.bytes,
+            build_options=manifest.build_options.get(report.name, {}),
+            queued=manifest.queued(report.name),
         )
         results.append(SubmitResult(row.id, row.name, row.track, digest, created, str(stored)))
     return results
@@ -264,6 +270,8 @@ def evaluate(
         raise DatasetError(f"dataset `{dataset_name}` is a {spec.kind} dataset; track `{track}` needs {card.kind}")
     store = store or open_store()
     todo = store.submissions(track=card.name, names=list(submissions) if submissions else None)
+    if not submissions:
+        todo = [s for s in todo if s.queued]  # entries marked `queue = false` run only when named
     if submissions:
         missing = sorted(set(submissions) - {s.name for s in todo})
         if missing:
@@ -341,6 +349,7 @@ def evaluate(
             mode="evaluate",
             site_dir=sub.site_path,
             entry_name=sub.name,
+            build_options=dict(sub.build_options or {}),
             track=card.name,
             kind=card.kind,
             variant=variant,
@@ -511,7 +520,8 @@ def standings(track: str, hardware_class: str | None = None, store: Any = None) 
     def order(row: dict[str, Any]) -> tuple:
         value = row["metrics"].get(card.primary_metric)
         latency = row["latency"]["ranked_ms"] if row["latency"] else float("inf")
-        return (row["hardware_class"], sign * (value if value is not None else -float("inf") * sign), latency)
+        # A run without the primary metric ranks last; ties go to the faster run.
+        return (row["hardware_class"], value is None, sign * value if value is not None else 0.0, latency)
 
     rows.sort(key=order)
     rank_in: dict[str, int] = {}

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import harness_home
@@ -40,6 +40,11 @@ class Manifest:
     entry_points: dict[str, str]  # name -> "module:attr"
     track: str
     variants: tuple[str, ...]
+    build_options: dict[str, dict] = field(default_factory=dict)  # entry name -> ctx.extra
+    unqueued: frozenset[str] = frozenset()  # entries evaluated only when named
+
+    def queued(self, name: str) -> bool:
+        return name not in self.unqueued
 
 
 def read_manifest(path: Path) -> Manifest:

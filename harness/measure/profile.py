@@ -219,6 +219,7 @@ def layer_breakdown_for_runs(
                 mode="profile",
                 site_dir=run.submission.site_path,
                 entry_name=run.submission.name,
+                build_options=dict(run.submission.build_options or {}),
                 track=card.name,
                 kind=card.kind,
                 variant=run.variant,

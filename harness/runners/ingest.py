@@ -54,6 +54,7 @@ class IngestJob:
     calibration_dir: str | None = None
     calibration_count: int = 128
     check_sample: int = 32  # performance-pass outputs re-checked against the accuracy pass
+    build_options: dict[str, Any] = field(default_factory=dict)  # the manifest's, handed over as ctx.extra
     throughput: bool = True  # batch-size sweep after the latency passes
     profile_iterations: int = 20  # profile mode: forward calls under the profiler
 
@@ -118,7 +119,7 @@ def load_entry_point(site_dir: str, name: str) -> Any:
 def run(job: IngestJob) -> dict[str, Any]:
     import torch
 
-    from harness.contract import BuildContext, Predictor, validate_outputs
+    from harness.contract import BuildContext, OutputError, Predictor, validate_outputs
     from harness.measure.complexity import count_macs, count_params, serialized_bytes
     from harness.measure.environment import fingerprint
     from harness.variants import VariantUnavailable, apply_variant, get_variant
@@ -135,6 +136,7 @@ def run(job: IngestJob) -> dict[str, Any]:
         variant=job.variant,
         num_classes=job.num_classes,
         input_size=tuple(job.input_size) if job.input_size else None,
+        extra=dict(job.build_options),
     )
     try:
         predictor = build(ctx)
@@ -165,20 +167,26 @@ def run(job: IngestJob) -> dict[str, Any]:
     macs: dict[str, int] = {}
     macs_std: dict[str, float] = {}
     checked_images: list[np.ndarray] = []
+    output_error: str | None = None
     if job.mode != "profile":
         for key, spec in job.mac_inputs.items():
             images = mac_images(spec)
             try:
                 per_image = count_macs(predictor, images)
-                validate_outputs(job.kind, predictor.predict(images[:2]), images[:2], job.num_classes, _label_set(job))
-            except StageError:
-                raise
+                outputs = predictor.predict(images[:2])
             except Exception as exc:
                 raise StageError("predict", _describe(exc)) from exc
+            if output_error is None:
+                try:
+                    validate_outputs(job.kind, outputs, images[:2], job.num_classes, _label_set(job))
+                except OutputError as exc:
+                    output_error = f"{exc} (on a {images[0].shape[1]}x{images[0].shape[0]} input)"
             checked_images.extend(images[:1])
             macs[key] = int(round(float(np.mean(per_image))))
             macs_std[key] = float(np.std(per_image))
     params = count_params(predictor.model)
+    if output_error is not None and job.mode != "check":
+        raise StageError("outputs", output_error)
 
     index = _read_inputs_index(job)
     variant_info: dict[str, Any] = {}
@@ -214,6 +222,8 @@ def run(job: IngestJob) -> dict[str, Any]:
         "variant_info": variant_info,
     }
     if job.mode == "check":
+        if output_error is not None:
+            result["output_error"] = output_error  # `check` still reports what the model costs
         return result
 
     if index is None:
