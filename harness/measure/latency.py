@@ -187,6 +187,14 @@ SWEEP_PROFILES = {
     "default": Profile("sweep", warmup_iters=5, warmup_s=0.5, repeats=3, min_iters=10, min_repeat_s=0.5),
 }
 SWEEP_MIN_GAIN = 0.02  # a batch size must beat the best so far by this much for the sweep to go on
+# Per latency profile: the largest batch size tried on a GPU, and the sweep's time budget in seconds. CPUs
+# saturate long before: at most 64 there.
+SWEEP_LIMITS = {"quick": (16, 5.0), "short": (256, 20.0), "standard": (1024, 90.0), "full": (1024, 90.0)}
+
+
+def sweep_limits(profile: str, device: str) -> tuple[int, float]:
+    max_batch, budget_s = SWEEP_LIMITS.get(profile, SWEEP_LIMITS["standard"])
+    return (max_batch if str(device).startswith("cuda") else min(max_batch, 64)), budget_s
 
 
 @dataclass

@@ -371,7 +371,7 @@ def _performance_pass(
     import torch
 
     from harness.measure.environment import clock_noise_reasons, gpu_compute_processes, read_sm_clock
-    from harness.measure.latency import throughput_sweep
+    from harness.measure.latency import sweep_limits, throughput_sweep
 
     cuda = job.device.startswith("cuda")
     device_index = (torch.device(job.device).index or 0) if cuda else 0
@@ -440,15 +440,9 @@ def _performance_pass(
             with torch.inference_mode():
                 return predictor.forward(inputs)
 
-        quick = job.profile == "quick"
+        max_batch, budget_s = sweep_limits(job.profile, job.device)
         sweep = throughput_sweep(
-            make_inputs,
-            forward,
-            job.device,
-            job.profile,
-            max_batch=(1024 if cuda else 64) if not quick else 16,
-            budget_s=5.0 if quick else 90.0,
-            guard=guard,
+            make_inputs, forward, job.device, job.profile, max_batch=max_batch, budget_s=budget_s, guard=guard
         )
         result["throughput"] = sweep.to_dict()
         timings["throughput_s"] = (wall_clock_ns() - t_sweep) / 1e9
