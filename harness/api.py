@@ -252,7 +252,7 @@ def evaluate(
     from harness.runners import get_runner
     from harness.store import open_store
     from harness.store.repo import idempotency_key
-    from harness.variants import get_variant
+    from harness.variants import check_variant_names
 
     card = get_card(track)
     if profile not in PROFILES:
@@ -264,8 +264,6 @@ def evaluate(
             raise HarnessError("--device cuda was asked for, but no CUDA device is available here", "use --device cpu")
     elif device != "cpu":
         raise HarnessError(f"unknown device `{device}`", "use --device cpu or --device cuda[:N]")
-    for variant in variants or []:
-        get_variant(variant)
     dataset_name = dataset or card.dataset
     spec = get_spec(dataset_name)
     if spec.kind != card.kind:
@@ -281,6 +279,8 @@ def evaluate(
 
             known = {s.name: Registered(s.name, s.entry_point, s.project) for s in store.submissions(track=card.name)}
             lookup(missing[0], known)
+    # Built-in and plugin variants, and those the submissions register for themselves (checked at submit).
+    check_variant_names(list(variants or []), also_allowed=[v for sub in todo for v in sub.variants])
     split = materialize(dataset_name, card.split, data_dir)
     threads = threads or default_threads()
     env = fingerprint(device, threads)
@@ -396,9 +396,15 @@ def _run_one(card: TrackCard, module: Any, runner: Any, job: IngestJob, split: A
         "runner_wall_s": result.wall_s,
         "sandbox_environment": measurements.get("environment"),
     }
+    # Measurement details of the performance pass (issue 5): sweep, clocks, memory, what the variant did.
+    for key in ("throughput", "clocks", "peak_memory_accuracy_bytes", "peak_rss_bytes", "variant_info"):
+        if measurements.get(key) is not None:
+            details[key] = measurements[key]
     try:
+        t_score = time.perf_counter()
         predictions = load_predictions(Path(job.out_dir) / "predictions.npz", card.kind)
         metrics = module.score(card, predictions, split.hidden_dir)
+        details["timings"]["scoring_s"] = time.perf_counter() - t_score
     except HarnessError as exc:
         return RunOutcome(
             status="failed",
@@ -412,7 +418,8 @@ def _run_one(card: TrackCard, module: Any, runner: Any, job: IngestJob, split: A
     if crosscheck and not crosscheck.get("consistent", True):
         return RunOutcome(
             status="failed",
-            error="[crosscheck] the performance pass's outputs differ from the accuracy pass's",
+            error="[crosscheck] the performance pass's outputs differ from the accuracy pass's: "
+            + str(crosscheck.get("reason") or "see details.crosscheck"),
             log_tail=result.log_tail,
             environment=env,
             details=details,
@@ -572,6 +579,9 @@ def compare_rows(refs: Sequence[str], store: Any = None) -> list[dict[str, Any]]
         base_metric = base["metrics"].get(base["primary_metric"])
         p50 = lat.get("ranked_ms")
         throughput = 1000.0 * lat.get("batch_size", 1) / p50 if p50 else None
+        sweep = (run.get("details") or {}).get("throughput") or {}
+        if sweep.get("best_samples_per_s"):
+            throughput = sweep["best_samples_per_s"]  # the best of the batch-size sweep
         rows.append(
             {
                 "run_id": run["run_id"],
@@ -583,6 +593,7 @@ def compare_rows(refs: Sequence[str], store: Any = None) -> list[dict[str, Any]]
                 "p50_ms": p50,
                 "p90_ms": lat.get("p90_ms"),
                 "throughput_per_s": throughput,
+                "throughput_batch_size": sweep.get("best_batch_size"),
                 "bytes": run.get("bytes"),
                 "noisy": lat.get("noisy"),
                 "hardware_class": run.get("hardware_class"),

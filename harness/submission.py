@@ -84,13 +84,13 @@ def read_manifest(path: Path) -> Manifest:
     except Exception as exc:
         raise SubmissionError(f"{toml_path}: [tool.harness] track: {exc}") from exc
     variants = tuple(tool.get("variants", ["fp32"]))
-    from harness.variants import get_variant
+    from harness.variants import GROUP as VARIANT_GROUP
+    from harness.variants import check_variant_names
 
-    for variant in variants:
-        try:
-            get_variant(variant)
-        except Exception as exc:
-            raise SubmissionError(f"{toml_path}: [tool.harness] variants: {exc}") from exc
+    try:
+        check_variant_names(variants, dict(project.get("entry-points", {}).get(VARIANT_GROUP, {})))
+    except Exception as exc:
+        raise SubmissionError(f"{toml_path}: [tool.harness] variants: {exc}") from exc
     build_options: dict[str, dict] = {}
     unqueued: set[str] = set()
     for name, options in tool.get("entry", {}).items():
