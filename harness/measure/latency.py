@@ -135,8 +135,12 @@ def time_callable(
     kind: str = "device",
     batch_size: int = 1,
     device: str = "cpu",
+    on_phase: Callable[[str], None] | None = None,
 ) -> LatencySummary:
-    """Run `fn` under the protocol. `fn` must do the whole timed unit of work (and nothing else)."""
+    """Run `fn` under the protocol. `fn` must do the whole timed unit of work (and nothing else).
+
+    `on_phase("measure")` is called when the warm-up is over and `on_phase("end")` after the last timed
+    iteration, so that a runner can time the measured span with a clock outside the sandbox."""
     cuda = str(device).startswith("cuda")
     if cuda:
         import torch
@@ -155,6 +159,8 @@ def time_callable(
         done += 1
         if done >= profile.max_iters:
             break
+    if on_phase is not None:
+        on_phase("measure")
     repeats = []
     for _ in range(profile.repeats):
         samples = []
@@ -164,6 +170,8 @@ def time_callable(
             if len(samples) >= profile.max_iters:
                 break
         repeats.append(np.asarray(samples, dtype=np.float64))
+    if on_phase is not None:
+        on_phase("end")
     return summarize(kind, batch_size, repeats, timer_name)
 
 
