@@ -238,8 +238,10 @@ def evaluate(
     store: Any = None,
     progress: Progress = _noop,
     runner_options: dict[str, Any] | None = None,
+    time_limit_s: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every queued (or named) submission of a track, per variant; score; store one Run each."""
+    """Run every queued (or named) submission of a track, per variant; score; store one Run each.
+    `time_limit_s` overrides the track card's wall-time limit of one ingestion step."""
     from harness.datasets import get_spec, materialize
     from harness.measure.environment import fingerprint, hardware_class
     from harness.measure.latency import PROFILES
@@ -358,7 +360,7 @@ def evaluate(
             calibration_dir=calibration_dir,
         )
         try:
-            outcome = _run_one(card, module, runner_impl, job, split, env)
+            outcome = _run_one(card, module, runner_impl, job, split, env, time_limit_s)
         except BaseException:
             store.release_run(run_id)  # Ctrl-C or a harness bug: the job goes back to the queue
             raise
@@ -370,11 +372,19 @@ def evaluate(
     return results
 
 
-def _run_one(card: TrackCard, module: Any, runner: Any, job: IngestJob, split: Any, env: dict[str, Any]):
+def _run_one(
+    card: TrackCard,
+    module: Any,
+    runner: Any,
+    job: IngestJob,
+    split: Any,
+    env: dict[str, Any],
+    time_limit_s: float | None = None,
+):
     from harness.predictions import load_predictions
     from harness.store.repo import RunOutcome
 
-    result = runner.run(job, card.time_limit_s)
+    result = runner.run(job, time_limit_s or card.time_limit_s)
     if not result.ok:
         status = "unavailable" if result.unavailable else "failed"
         return RunOutcome(status=status, error=result.error, log_tail=result.log_tail, environment=env)

@@ -123,6 +123,9 @@ def evaluate(
     force: Annotated[bool, typer.Option(help="Evaluate again even if an identical run is stored.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for the model (fixed during timing).")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --runner ray).")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", help="Wall-time limit of one run in seconds (default: the card's).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run queued (or named) submissions of a track: ingestion in a sandbox, scoring outside, one Run each."""
@@ -183,6 +186,7 @@ def evaluate(
             threads=threads,
             progress=progress,
             runner_options=options,
+            time_limit_s=time_limit,
         )
     if as_json:
         _emit_json(results)
