@@ -96,6 +96,7 @@ MARKER_FD = 3
 FRAME_PREFIX = b"HARNESS-SUPERVISOR "
 MAX_FRAME_BYTES = 4096
 MAX_MARKERS = 64
+OUTPUT_SUFFIXES = (".json", ".npz")  # what the driver writes into /out; anything else stays in the sandbox
 PHASES = ("perf-start", "device:measure", "device:end", "e2e:measure", "e2e:end", "perf-end")
 
 # Timing check: samples must cover this share of the host-measured span, less a fixed slack for marker
@@ -273,6 +274,8 @@ class DockerRunner:
             pairs.extend((p, p) for p in sorted(prefixes))
         resolved = [(str(Path(host).resolve()), target) for host, target in pairs]
         _refuse_exposing_secrets(job, [host for host, _ in resolved])
+        for host, _ in resolved:
+            _readable_by_sandbox(Path(host))
         return resolved
 
     def command(self, job: IngestJob, name: str, job_file: Path, inner: list[str] | None = None) -> list[str]:
@@ -474,6 +477,24 @@ def _quiet(argv: list[str]) -> subprocess.CompletedProcess:
         return subprocess.CompletedProcess(argv, -1, "", str(exc))
 
 
+def _readable_by_sandbox(path: Path) -> None:
+    """The sandbox's user is nobody on the host: a mounted folder must be readable by others. Folders the
+    harness made itself (installed sites are staged with mkdtemp, mode 0700) are opened up; others refused."""
+    from harness.config import harness_home
+
+    mode = path.stat().st_mode
+    wanted = 0o005 if path.is_dir() else 0o004
+    if mode & wanted == wanted:
+        return
+    if harness_home() in path.parents:
+        path.chmod(stat.S_IMODE(mode) | wanted | (wanted << 3))
+        return
+    raise HarnessError(
+        f"{path} is not readable by the sandbox's user (mode {stat.S_IMODE(mode):o})",
+        f"chmod o+r{'x' if path.is_dir() else ''} {path}",
+    )
+
+
 def _refuse_exposing_secrets(job: IngestJob, sources: list[str]) -> None:
     """No mount may contain the store, the harness home or the split's hidden ground truth."""
     from harness.config import db_url, harness_home
@@ -548,24 +569,21 @@ def _drain(stream: IO[bytes]) -> None:
 
 
 def extract_output(stream: IO[bytes], out_dir: Path, max_bytes: int) -> str | None:
-    """Unpack the supervisor's tar stream into `out_dir`: regular files with plain relative names only, at most
-    `max_bytes` in all. Returns a reason when the stream was refused."""
+    """Unpack the supervisor's tar stream into `out_dir`: top-level regular files named like the driver's
+    (`OUTPUT_SUFFIXES`, not job.json), at most `max_bytes` in all. Returns a reason when the stream was refused."""
     total = 0
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
-                parts = PurePosixPath(member.name).parts
-                if not parts or member.name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+                name = PurePosixPath(member.name)
+                if len(name.parts) != 1 or name.name in ("job.json", ".", "..") or name.suffix not in OUTPUT_SUFFIXES:
                     continue
-                if parts == ("job.json",):
-                    continue  # the host writes its own
                 total += member.size
                 if total > max_bytes:
                     return f"the sandbox's output exceeds {max_bytes // MIB} MiB"
-                target = out_dir.joinpath(*parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
+                target = out_dir / name.name
                 source = tar.extractfile(member)
                 if source is None:
                     continue
