@@ -96,7 +96,9 @@ MARKER_FD = 3
 FRAME_PREFIX = b"HARNESS-SUPERVISOR "
 MAX_FRAME_BYTES = 4096
 MAX_MARKERS = 64
-OUTPUT_SUFFIXES = (".json", ".npz")  # what the driver writes into /out; anything else stays in the sandbox
+# What the driver writes into /out; anything else stays in the sandbox. Add a name here when the driver learns
+# to write another file.
+OUTPUT_FILES = ("predictions.npz", "measurements.json", "error.json")
 PHASES = ("perf-start", "device:measure", "device:end", "e2e:measure", "e2e:end", "perf-end")
 
 # Timing check: samples must cover this share of the host-measured span, less a fixed slack for marker
@@ -235,11 +237,20 @@ class DockerRunner:
     trusted = False
 
     def __init__(
-        self, image: str | None = None, limits: DockerLimits | None = None, docker: str = "docker", **_: object
+        self,
+        image: str | SandboxImage | None = None,
+        limits: DockerLimits | None = None,
+        docker: str = "docker",
+        **_: object,
     ):
+        """`image`: a name (inspected now: a missing daemon or image is reported before any run is claimed),
+        or an already inspected `SandboxImage`; default `HARNESS_DOCKER_IMAGE` or harness-sandbox:local."""
         self.docker = docker
         self.limits = limits or DockerLimits.from_env()
-        self.image = inspect_image(image or os.environ.get("HARNESS_DOCKER_IMAGE") or DEFAULT_IMAGE, docker)
+        if isinstance(image, SandboxImage):
+            self.image = image
+        else:
+            self.image = inspect_image(image or os.environ.get("HARNESS_DOCKER_IMAGE") or DEFAULT_IMAGE, docker)
         self.last_session: SessionRecord | None = None
 
     # the container ------------------------------------------------------------------------------------
@@ -569,8 +580,8 @@ def _drain(stream: IO[bytes]) -> None:
 
 
 def extract_output(stream: IO[bytes], out_dir: Path, max_bytes: int) -> str | None:
-    """Unpack the supervisor's tar stream into `out_dir`: top-level regular files named like the driver's
-    (`OUTPUT_SUFFIXES`, not job.json), at most `max_bytes` in all. Returns a reason when the stream was refused."""
+    """Unpack the supervisor's tar stream into `out_dir`: the driver's files (`OUTPUT_FILES`, regular files at
+    the top level), at most `max_bytes` in all. Returns a reason when the stream was refused."""
     total = 0
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
@@ -578,7 +589,7 @@ def extract_output(stream: IO[bytes], out_dir: Path, max_bytes: int) -> str | No
                 if not member.isfile():
                     continue
                 name = PurePosixPath(member.name)
-                if len(name.parts) != 1 or name.name in ("job.json", ".", "..") or name.suffix not in OUTPUT_SUFFIXES:
+                if len(name.parts) != 1 or name.name not in OUTPUT_FILES:
                     continue
                 total += member.size
                 if total > max_bytes:
@@ -642,9 +653,7 @@ def _number(value: Any, where: str, integer: bool = False, minimum: float = 0.0)
     ok = isinstance(value, int) if integer else isinstance(value, int | float)
     if isinstance(value, bool) or not ok or not math.isfinite(value) or value < minimum:
         want = "an integer" if integer else "a finite number"
-        raise Rejected(
-            f"[tampered] measurements.json: `{where}` is {str(value)[:40]!r}, expected {want} >= {minimum:g}"
-        )
+        raise Rejected(f"[tampered] measurements.json: `{where}` is {str(value)[:40]}, expected {want} >= {minimum:g}")
     return value
 
 
