@@ -894,6 +894,13 @@ def _relay_markers(read_fd: int, frames: _Frames) -> None:
             sent += 1
 
 
+def _yield_to_supervisor() -> None:
+    """Run the driver (and all it forks) at nice 19. Inside the container's own CPU cgroup this only ranks the
+    sandbox's processes below the supervisor, so that a fork bomb that saturates the container's CPU quota
+    cannot starve the supervisor's clean-up; against the rest of the host the container competes as a whole."""
+    os.nice(19)
+
+
 def _kill_everything_else() -> None:
     """As PID 1: SIGKILL every process the sandbox's user owns (kill(-1) spares PID 1), and reap them."""
     while True:
@@ -949,6 +956,7 @@ def supervise(job_path: str, output_limit: int, out_dir: str = "/out") -> int:
         stderr=2,
         pass_fds=(MARKER_FD,),
         cwd=out_dir,
+        preexec_fn=_yield_to_supervisor,
     )
     os.close(MARKER_FD)
     relay = threading.Thread(target=_relay_markers, args=(read_fd, frames), daemon=True)

@@ -197,13 +197,16 @@ def write_store(images, outputs):
 
 
 def fork_bomb(images, outputs):
+    """Every process forks on until the pids limit stops it; the parent's failed fork ends the run. (A failed
+    fork of a process holding torch costs milliseconds of page-table copying, so the children pause between
+    attempts: a bomb that spins without pausing saturates the container's CPU quota and ends as a timeout.)"""
     while True:
         if os.fork() == 0:
-            while True:  # every child forks on, forever, and the parent forks until the pids limit stops it
+            while True:
                 try:
                     os.fork()
                 except OSError:
-                    time.sleep(0.5)
+                    time.sleep(5)
 
 
 def hoard_memory(images, outputs):
