@@ -46,14 +46,17 @@ What the host re-checks before anything is scored or stored
 Timing integrity
     1. The harness's clock is captured before any submission code is imported (`harness.measure.latency`), so
        a submission that patches `time.perf_counter_ns` or `time.perf_counter` changes nothing.
-    2. The performance pass is also timed outside the container. The driver writes phase names
+    2. The performance pass is also timed outside the submission's reach. The driver writes phase names
        (`perf-start`, `device:measure`, `device:end`, `e2e:measure`, `e2e:end`, `perf-end`) to a pipe held by
-       the supervisor, which relays each at once as a frame on its stdout; the runner timestamps each frame
-       on arrival with the host's monotonic clock. The samples of each latency summary must account for at
-       least `MIN_SAMPLE_FRACTION` of the host-measured span in which they were taken (less a small allowance
-       for the timing loop itself), and all samples together may not exceed the host-measured performance pass.
-       A mismatch fails the run as "tampered". This catches every way of under-reporting time that was
-       actually spent: a patched or replaced harness clock, a fake `torch.cuda.Event`, a rewritten samples list.
+       the supervisor, which stamps each as it reads it with the kernel's monotonic clock (the host's clock:
+       containers do not get a clock of their own) and relays it at once as a frame; the runner also stamps
+       each frame on arrival. The supervisor's stamps are used when they agree with the host's (none may
+       postdate its frame's arrival), since they are free of the delays of the way out through docker; else
+       the host's arrival times. The samples of each latency summary must account for at least
+       `MIN_SAMPLE_FRACTION` of the span so measured in which they were taken (less a small allowance for the
+       timing loop itself), and all samples together may not exceed the measured performance pass. A mismatch
+       fails the run as "tampered". This catches every way of under-reporting time that was actually spent:
+       a patched or replaced harness clock, a fake `torch.cuda.Event`, a rewritten samples list.
     Limits of the check: the submission runs in the driver's process, so code written against the harness's
     internals could also write forged phase names into the same pipe. The names must arrive exactly once each
     and in order, which turns that into a deliberate attack on this check rather than an accident, and the
@@ -105,6 +108,7 @@ PHASES = ("perf-start", "device:measure", "device:end", "e2e:measure", "e2e:end"
 # delivery and a per-iteration allowance for the timing loop itself (list append, clock reads).
 MIN_SAMPLE_FRACTION = 0.5
 TIMING_SLACK_S = 0.1
+CLOCK_SKEW_S = 0.05  # a supervisor's stamp may precede its frame's arrival on the host, never follow it by more
 PER_ITERATION_ALLOWANCE_S = 50e-6
 MAX_MEASUREMENTS_BYTES = 64 * MIB
 MAX_SAMPLES = 2_000_000
@@ -171,7 +175,7 @@ class SessionRecord:
 
     started: float = 0.0  # host monotonic clock when `docker run` was started
     ready: float | None = None  # when the supervisor's first frame arrived
-    marks: list[tuple[str, float]] = field(default_factory=list)
+    marks: list[tuple[str, float, float | None]] = field(default_factory=list)  # name, arrival, supervisor stamp
     exit: dict[str, Any] | None = None
     output_seen: bool = False
     output_error: str | None = None
@@ -183,6 +187,15 @@ class SessionRecord:
     docker_returncode: int | None = None
     state: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
+
+    def phase_times(self) -> tuple[list[tuple[str, float]], float | None]:
+        """(name, time) of each marker, on the supervisor's clock when it agrees with the host's, and the
+        largest delay between a stamp and its arrival (None when the host's arrival times were used)."""
+        stamps = [(name, at) for name, _, at in self.marks if at is not None]
+        delays = [arrival - at for _, arrival, at in self.marks if at is not None]
+        if self.marks and len(stamps) == len(self.marks) and all(-CLOCK_SKEW_S <= d <= 60 for d in delays):
+            return stamps, max(delays)
+        return [(name, arrival) for name, arrival, _ in self.marks], None
 
     def tail_text(self) -> str:
         return bytes(self.log_tail).decode("utf-8", "replace")[-LOG_TAIL_CHARS:]
@@ -386,7 +399,8 @@ class DockerRunner:
             _quiet([self.docker, "rm", "--force", "--volumes", name])
             shutil.rmtree(staging, ignore_errors=True)
         self.last_session = session
-        if session.ready is None and session.docker_returncode in (125, 126, 127):
+        if session.ready is None and not session.timed_out:
+            # The supervisor speaks before any submission code runs: without it, the set-up is at fault.
             raise HarnessError(
                 f"docker could not start the sandbox (exit {session.docker_returncode}): {session.tail_text()[-600:]}",
                 "run `python -m harness.runners.docker selftest` to see the problem",
@@ -548,7 +562,8 @@ def _read_frames(stream: IO[bytes], session: SessionRecord, out_dir: Path, limit
             if event == "ready":
                 session.ready = now
             elif event == "mark":
-                session.marks.append((str(frame.get("name", "?")), now))
+                at = frame.get("at")
+                session.marks.append((str(frame.get("name", "?")), now, at if isinstance(at, float) else None))
             elif event == "exit":
                 session.exit = frame
             elif event == "output":
@@ -639,12 +654,15 @@ def verify_output(job: IngestJob, out_dir: Path, session: SessionRecord, limits:
     timings = measurements["timings"]
     if session.ready is not None:
         timings["host_container_start_s"] = session.ready - session.started
-    first = [t for name, t in session.marks if name == "first-batch"]
+    first = [arrival for name, arrival, _ in session.marks if name == "first-batch"]
     if first:
         timings["host_first_batch_s"] = first[0] - session.started
     timings["host_wall_s"] = session.wall_s
     if job.mode == "evaluate":
-        timings.update(check_timing(session.marks, measurements["latency"]))
+        marks, delay = session.phase_times()
+        timings.update(check_timing(marks, measurements["latency"]))
+        if delay is not None:
+            timings["host_marker_delay_max_s"] = delay
         verify_predictions(job, out_dir / "predictions.npz", limits.output_bytes)
     path.write_text(json.dumps(measurements))
 
@@ -890,7 +908,7 @@ def _relay_markers(read_fd: int, frames: _Frames) -> None:
     with os.fdopen(read_fd, "rb") as pipe:
         for line in pipe:
             if sent < MAX_MARKERS:
-                frames.send("mark", name=line[:64].decode("ascii", "replace").strip())
+                frames.send("mark", name=line[:64].decode("ascii", "replace").strip(), at=time.monotonic())
             sent += 1
 
 

@@ -92,6 +92,17 @@ def test_timing_bound_needs_each_marker_once_in_order(marks):
         check_timing(marks, latency)
 
 
+def test_supervisor_stamps_are_used_when_they_agree_with_the_host():
+    from harness.runners.docker import SessionRecord
+
+    session = SessionRecord()
+    session.marks = [("perf-start", 10.30, 10.0), ("perf-end", 12.5, 12.2)]
+    assert session.phase_times() == ([("perf-start", 10.0), ("perf-end", 12.2)], pytest.approx(0.3))
+    # A stamp after its frame's arrival is not the host's clock: the arrival times are used instead.
+    session.marks = [("perf-start", 10.0, 10.5), ("perf-end", 12.5, 12.2)]
+    assert session.phase_times() == ([("perf-start", 10.0), ("perf-end", 12.5)], None)
+
+
 # what comes back from the sandbox --------------------------------------------------------------------------
 
 
