@@ -1,0 +1,114 @@
+"""Pareto page: the primary metric against latency and against MACs for one hardware class, the front of
+entries nothing beats highlighted, the dominated ones faded, each point's run in its hover."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from harness.leaderboard_app import common
+from harness.leaderboard_app.ranking import pareto_mask, rank
+
+board = common.board()
+card = board.card
+st.title("Accuracy / cost trade-off")
+st.caption(
+    f"Track {card.key} · each point is the latest run of one submission variant · the front links the entries "
+    f"that no other entry beats on both {card.primary_metric} and cost"
+)
+
+entries = common.standings(board.url, card.name, card.version, board.macs_key)
+left, right = st.columns([2, 1])
+with left:
+    hardware = common.hardware_picker(entries, key="pareto_hardware")
+with right:
+    include_noisy = st.toggle("Show noisy runs", value=True, key="pareto_noisy")
+ranked = rank(entries, card.higher_is_better, include_noisy=include_noisy, hardware_class=hardware)
+
+
+def _spread(values: np.ndarray) -> bool:
+    """A log axis helps once the costs span more than a factor of ten."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    return len(positive) > 1 and positive.max() / positive.min() > 10
+
+
+def trade_off_figure(cost_column: str, cost_title: str) -> go.Figure | None:
+    frame = ranked[np.isfinite(ranked[cost_column].astype(float)) & ranked["primary_value"].notna()]
+    frame = frame[frame[cost_column].astype(float) > 0]
+    if frame.empty:
+        return None
+    costs = frame[cost_column].to_numpy(dtype=float)
+    values = frame["primary_value"].to_numpy(dtype=float)
+    on_front = pareto_mask(values, costs, card.higher_is_better)
+    hover = [
+        f"<b>{row.submission}@{row.variant}</b><br>run #{row.run_id} · rank {row.rank}<br>"
+        f"{card.primary_metric} {row.primary_value:.4f}<br>latency {common.fmt(row.latency_ms, '.4f')} ms"
+        f"<br>MACs {common.fmt(row.macs)}<br>params {common.fmt(row.params)}" + (" · noisy" if row.noisy else "")
+        for row in frame.itertuples()
+    ]
+    hover = np.asarray(hover, dtype=object)
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=costs[~on_front],
+            y=values[~on_front],
+            mode="markers",
+            name="dominated",
+            marker={"size": 9, "color": "#9aa5b1", "opacity": 0.35},
+            hovertext=hover[~on_front],
+            hoverinfo="text",
+        )
+    )
+    order = np.argsort(costs[on_front])
+    figure.add_trace(
+        go.Scatter(
+            x=costs[on_front][order],
+            y=values[on_front][order],
+            mode="lines+markers+text",
+            name="Pareto front",
+            line={"shape": "hv", "color": "#d62728", "width": 2},
+            marker={"size": 12, "color": "#d62728", "opacity": 1.0},
+            text=[
+                f"{s}@{v}"
+                for s, v in zip(
+                    frame["submission"].to_numpy()[on_front][order],
+                    frame["variant"].to_numpy()[on_front][order],
+                    strict=True,
+                )
+            ],
+            textposition="top center",
+            hovertext=hover[on_front][order],
+            hoverinfo="text",
+        )
+    )
+    figure.update_layout(
+        xaxis_title=cost_title,
+        yaxis_title=card.primary_metric,
+        height=440,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    if _spread(costs):
+        figure.update_xaxes(type="log")
+    return figure
+
+
+charts = st.columns(2)
+for column, (cost, title, key) in zip(
+    charts,
+    (("latency_ms", "latency (ms, ranked figure)", "pareto_latency"), ("macs", "MACs", "pareto_macs")),
+    strict=True,
+):
+    with column:
+        st.subheader(f"{card.primary_metric} vs {title.split(' ')[0]}")
+        figure = trade_off_figure(cost, title)
+        if figure is None:
+            st.info(f"No entry has a measured {title.split(' ')[0]}.")
+        else:
+            st.plotly_chart(figure, key=key, config={"displaylogo": False})
+
+front = ranked[
+    pareto_mask(ranked["primary_value"].to_numpy(float), ranked["latency_ms"].to_numpy(float), card.higher_is_better)
+]
+st.subheader("On the latency front")
+shown, config = common.run_table(front, card, leading=["rank", "submission", "variant"], trailing=["run_id"])
+st.dataframe(shown, column_config=config, hide_index=True, key="pareto_front_table")
