@@ -82,6 +82,8 @@ def cell(value: object) -> str:
 
 
 def change(field: str, x: object, y: object) -> str:
+    if isinstance(x, bool | np.bool_) or isinstance(y, bool | np.bool_) or field == "track_version":
+        return "" if cell(x) == cell(y) else "differs"
     try:
         x, y = float(x), float(y)
     except (TypeError, ValueError):
@@ -90,8 +92,6 @@ def change(field: str, x: object, y: object) -> str:
         return ""
     if field.startswith("metric:") or field == "latency_cv":
         return f"{y - x:+.4f}"
-    if field == "track_version":
-        return "" if x == y else "differs"
     return f"{100.0 * (y - x) / x:+.1f}%" if x else ""
 
 
@@ -107,7 +107,7 @@ table = pd.DataFrame(
         if field in finished.columns
     ]
 )
-st.dataframe(table, hide_index=True, height=36 * (len(table) + 1), key="compare_table")
+st.container(key="compare_table").dataframe(table, hide_index=True, height=36 * (len(table) + 1))
 
 samples = common.latency_samples(board.url, tuple(sorted({int(run_a), int(run_b)})))
 figure = go.Figure()
@@ -126,7 +126,7 @@ if figure.data:
         height=360,
         margin={"l": 10, "r": 10, "t": 10, "b": 10},
     )
-    st.plotly_chart(figure, key="compare_latency", config={"displaylogo": False})
+    st.container(key="compare_latency").plotly_chart(figure, config={"displaylogo": False})
 else:
     st.info("Neither run stored latency samples (a run that failed has none).")
 st.caption(f"The same comparison in a terminal: `harness compare {run_a} {run_b}`")

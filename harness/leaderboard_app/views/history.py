@@ -63,10 +63,10 @@ figure.update_layout(
     margin={"l": 10, "r": 10, "t": 10, "b": 10},
     legend={"orientation": "h", "y": -0.25},
 )
-st.plotly_chart(figure, key="history_chart", config={"displaylogo": False})
+st.container(key="history_chart").plotly_chart(figure, config={"displaylogo": False})
 
 st.subheader(f"Runs that set a new best ({len(records)})")
 shown, config = common.run_table(
     records.iloc[::-1], card, leading=["finished_at", "submission", "variant"], trailing=["run_id"]
 )
-st.dataframe(shown, column_config=config, hide_index=True, key="records_table")
+st.container(key="records_table").dataframe(shown, column_config=config, hide_index=True)

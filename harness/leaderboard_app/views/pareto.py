@@ -2,6 +2,7 @@
 entries nothing beats highlighted, the dominated ones faded, each point's run in its hover."""
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -29,6 +30,24 @@ def _spread(values: np.ndarray) -> bool:
     """A log axis helps once the costs span more than a factor of ten."""
     positive = values[np.isfinite(values) & (values > 0)]
     return len(positive) > 1 and positive.max() / positive.min() > 10
+
+
+def _front_labels(front: pd.DataFrame, cost_column: str) -> list[str]:
+    """One label per point; entries at the very same spot (e.g. fp32 and bf16 with equal MACs and score) share
+    one label instead of printing over each other."""
+    labels: list[str] = []
+    seen: dict[tuple[float, float], int] = {}
+    for row in front.itertuples():
+        spot = (float(getattr(row, cost_column)), float(row.primary_value))
+        name = f"{row.submission}@{row.variant}"
+        if spot in seen:
+            first = seen[spot]
+            labels[first] += f", {row.variant}" if labels[first].startswith(f"{row.submission}@") else f", {name}"
+            labels.append("")
+        else:
+            seen[spot] = len(labels)
+            labels.append(name)
+    return labels
 
 
 def trade_off_figure(cost_column: str, cost_title: str) -> go.Figure | None:
@@ -67,15 +86,9 @@ def trade_off_figure(cost_column: str, cost_title: str) -> go.Figure | None:
             name="Pareto front",
             line={"shape": "hv", "color": "#d62728", "width": 2},
             marker={"size": 12, "color": "#d62728", "opacity": 1.0},
-            text=[
-                f"{s}@{v}"
-                for s, v in zip(
-                    frame["submission"].to_numpy()[on_front][order],
-                    frame["variant"].to_numpy()[on_front][order],
-                    strict=True,
-                )
-            ],
+            text=_front_labels(frame[on_front].iloc[order], cost_column),
             textposition="top center",
+            cliponaxis=False,
             hovertext=hover[on_front][order],
             hoverinfo="text",
         )
@@ -84,7 +97,7 @@ def trade_off_figure(cost_column: str, cost_title: str) -> go.Figure | None:
         xaxis_title=cost_title,
         yaxis_title=card.primary_metric,
         height=440,
-        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        margin={"l": 10, "r": 40, "t": 40, "b": 10},
         legend={"orientation": "h", "y": -0.2},
     )
     if _spread(costs):
@@ -104,11 +117,11 @@ for column, (cost, title, key) in zip(
         if figure is None:
             st.info(f"No entry has a measured {title.split(' ')[0]}.")
         else:
-            st.plotly_chart(figure, key=key, config={"displaylogo": False})
+            st.container(key=key).plotly_chart(figure, config={"displaylogo": False})
 
 front = ranked[
     pareto_mask(ranked["primary_value"].to_numpy(float), ranked["latency_ms"].to_numpy(float), card.higher_is_better)
 ]
 st.subheader("On the latency front")
 shown, config = common.run_table(front, card, leading=["rank", "submission", "variant"], trailing=["run_id"])
-st.dataframe(shown, column_config=config, hide_index=True, key="pareto_front_table")
+st.container(key="pareto_front_table").dataframe(shown, column_config=config, hide_index=True)

@@ -62,6 +62,6 @@ else:
     shown, config = common.run_table(
         ranked, card, leading=["rank", "submission", "variant"], trailing=["finished_at", "hardware_class", "run_id"]
     )
-    st.dataframe(shown, column_config=config, hide_index=True, width="stretch", key="standings_table")
+    st.container(key="standings_table").dataframe(shown, column_config=config, hide_index=True, width="stretch")
     if ranked["noisy"].fillna(False).any():
         st.caption("noisy: the latency of that run varied beyond the protocol's limits; see its submission page.")

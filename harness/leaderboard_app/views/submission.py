@@ -48,6 +48,7 @@ declared = list(latest_content["variants"] or [])
 rank_of = {v: i for i, v in enumerate(["fp32", *declared])}
 latest = latest.sort_values("variant", key=lambda s: s.map(lambda v: rank_of.get(v, len(rank_of))))
 changes = variant_changes(latest, baseline="fp32")
+changes["error"] = changes["error"].fillna("")
 
 st.subheader("Variants")
 shown, config = common.run_table(
@@ -56,7 +57,7 @@ shown, config = common.run_table(
     leading=["variant", "status"],
     trailing=["delta_metric", "latency_change_pct", "bytes_change_pct", "finished_at", "run_id", "error"],
 )
-st.dataframe(shown, column_config=config, hide_index=True, key="variants_table")
+st.container(key="variants_table").dataframe(shown, column_config=config, hide_index=True)
 if "fp32" not in set(latest.loc[latest["status"] == "ok", "variant"]):
     st.caption("No `ok` fp32 run on this hardware class, so no change against fp32 is shown.")
 else:
@@ -92,14 +93,13 @@ if figure.data:
     )
     if spread and max(spread) > 10:
         figure.update_xaxes(type="log")
-    st.plotly_chart(figure, key="latency_distribution", config={"displaylogo": False})
+    st.container(key="latency_distribution").plotly_chart(figure, config={"displaylogo": False})
     stats = ok[["variant", "p50_ms", "p90_ms", "p99_ms", "latency_cv", "noisy", "noise_reasons"]].copy()
     stats["samples"] = [len(samples.get(int(i), [])) for i in ok["run_id"]]
     stats["noise_reasons"] = ["; ".join(r or []) for r in stats["noise_reasons"]]
-    st.dataframe(
+    st.container(key="latency_stats").dataframe(
         stats,
         hide_index=True,
-        key="latency_stats",
         column_config={
             "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.4f"),
             "p90_ms": st.column_config.NumberColumn("p90 ms", format="%.4f"),
@@ -117,7 +117,7 @@ machines = common.environments(board.url, env_ids)
 if machines:
     table = pd.DataFrame({f"environment {k}": {key: str(v) for key, v in data.items()} for k, data in machines.items()})
     table.index.name = "field"
-    st.dataframe(table, key="environment_table")
+    st.container(key="environment_table").dataframe(table)
 else:
     st.info("No environment stored for these runs.")
 
