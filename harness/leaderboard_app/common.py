@@ -29,8 +29,10 @@ def track_versions(url: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def standings(url: str, track: str, track_version: int, macs_key: str | None) -> pd.DataFrame:
-    return queries.standings(engine(url), track, track_version, macs_key)
+def standings(
+    url: str, track: str, track_version: int, macs_key: str | None, metric_names: tuple[str, ...]
+) -> pd.DataFrame:
+    return queries.standings(engine(url), track, track_version, macs_key, metric_names)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, create_engine, event, func, inspect, select
+from sqlalchemy import Float, Integer, String, and_, create_engine, event, func, inspect, literal, select, type_coerce
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 
@@ -71,7 +71,8 @@ def _postgres_read_only(dbapi_connection: Any, _record: Any) -> None:
 def _frame(engine: Engine, query: Any) -> pd.DataFrame:
     with engine.connect() as conn:
         result = conn.execute(query)
-        return pd.DataFrame(result.all(), columns=list(result.keys()))
+        # Plain tuples: pandas probes Row objects attribute by attribute, which costs more than the query.
+        return pd.DataFrame([tuple(row) for row in result.fetchall()], columns=list(result.keys()))
 
 
 def track_versions(engine: Engine) -> pd.DataFrame:
@@ -84,8 +85,12 @@ def track_versions(engine: Engine) -> pd.DataFrame:
     return _frame(engine, query)
 
 
-def _run_columns(device_latency: Any) -> list[Any]:
-    return [
+def _run_columns(device_latency: Any, macs_key: str | None, metric_names: tuple[str, ...], detailed: bool) -> list[Any]:
+    """The columns of a run row. Ranking thousands of runs must not spend its time in Python, so the SQL does
+    the work: MACs are read at one input key by JSON extraction, each named metric is an indexed scalar
+    subquery, and timestamps and flags come back raw (pandas converts whole columns at once). `detailed`
+    adds what only a few rows need."""
+    columns = [
         Run.id.label("run_id"),
         Submission.name.label("submission"),
         Run.submission_id,
@@ -98,55 +103,68 @@ def _run_columns(device_latency: Any) -> list[Any]:
         Run.primary_value,
         Run.params,
         Run.bytes,
-        Run.macs.label("macs_by_input"),
-        Run.device,
-        Run.profile,
-        Run.runner,
-        Run.dataset,
-        Run.dataset_hash,
-        Run.harness_version,
-        Run.scorer_version,
-        Run.environment_id,
-        Run.started_at,
-        Run.finished_at,
+        (Run.macs[macs_key].as_float() if macs_key else literal(None, Float)).label("macs"),
+        type_coerce(Run.finished_at, String).label("finished_at"),
         device_latency.ranked_ms.label("latency_ms"),
         device_latency.p50_ms,
         device_latency.p90_ms,
-        device_latency.p99_ms,
-        device_latency.cv.label("latency_cv"),
-        device_latency.batch_size,
-        device_latency.noisy,
-        device_latency.noise_reasons,
+        type_coerce(device_latency.noisy, Integer).label("noisy"),
+        *[
+            select(Metric.value)
+            .where(Metric.run_id == Run.id, Metric.name == name)
+            .scalar_subquery()
+            .label(f"{METRIC_PREFIX}{name}")
+            for name in metric_names
+        ],
     ]
+    if detailed:
+        columns += [
+            Run.macs.label("macs_by_input"),
+            Run.device,
+            Run.profile,
+            Run.runner,
+            Run.dataset,
+            Run.dataset_hash,
+            Run.harness_version,
+            Run.scorer_version,
+            Run.environment_id,
+            type_coerce(Run.started_at, String).label("started_at"),
+            Run.error,
+            device_latency.p99_ms,
+            device_latency.cv.label("latency_cv"),
+            device_latency.batch_size,
+            device_latency.noise_reasons,
+        ]
+    return columns
 
 
-def _runs_frame(engine: Engine, where: Any, macs_key: str | None, extra_columns: tuple[Any, ...] = ()) -> pd.DataFrame:
+def _runs_frame(
+    engine: Engine,
+    where: Any,
+    macs_key: str | None,
+    metric_names: tuple[str, ...] = (),
+    detailed: bool = False,
+    extra_columns: tuple[Any, ...] = (),
+) -> pd.DataFrame:
+    """Runs as rows; metrics as `metric:<name>` columns: the named ones in the SQL, else every stored one."""
     device_latency = aliased(LatencySummaryRow)
     query = (
-        select(*_run_columns(device_latency), *extra_columns)
+        select(*_run_columns(device_latency, macs_key, metric_names, detailed), *extra_columns)
         .join(Submission, Submission.id == Run.submission_id)
         .outerjoin(device_latency, and_(device_latency.run_id == Run.id, device_latency.kind == "device"))
         .where(where)
         .order_by(Run.id)
     )
     frame = _frame(engine, query)
-    if frame.empty:
-        frame = pd.DataFrame(columns=[c.key for c in query.selected_columns])
-    frame["macs"] = [_macs_at(value, macs_key) for value in frame["macs_by_input"]]
+    frame["macs"] = pd.to_numeric(frame["macs"], errors="coerce")
     frame["noisy"] = frame["noisy"].astype("boolean")
     for column in ("started_at", "finished_at"):
-        frame[column] = pd.to_datetime(frame[column])
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column], format="ISO8601")
+    if metric_names:
+        return frame
     metrics = _metrics(engine, frame["run_id"].tolist() if len(frame) <= 500 else where)
     return frame.join(metrics, on="run_id") if not metrics.empty else frame
-
-
-def _macs_at(macs_by_input: dict[str, Any] | None, key: str | None) -> float:
-    """MACs at the track's ranked input (its first input size, or the MAC image set of detectors)."""
-    if not macs_by_input:
-        return float("nan")
-    if key is not None and key in macs_by_input:
-        return float(macs_by_input[key])
-    return float(next(iter(macs_by_input.values())))
 
 
 def _metrics(engine: Engine, runs: list[int] | Any) -> pd.DataFrame:
@@ -168,8 +186,15 @@ def _metrics(engine: Engine, runs: list[int] | Any) -> pd.DataFrame:
     return wide
 
 
-def standings(engine: Engine, track: str, track_version: int, macs_key: str | None = None) -> pd.DataFrame:
-    """The latest `ok` run of each (submission name, variant, hardware class) of ONE track version, unranked.
+def standings(
+    engine: Engine,
+    track: str,
+    track_version: int,
+    macs_key: str | None = None,
+    metric_names: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """The latest `ok` run of each (submission name, variant, hardware class) of ONE track version, unranked;
+    `metric_names` (the track card's metrics) are read in the same query, else every stored metric is.
 
     Runs of any other version of the track are never part of the result (the filter is in the SQL)."""
     latest = (
@@ -178,7 +203,7 @@ def standings(engine: Engine, track: str, track_version: int, macs_key: str | No
         .where(Run.track == track, Run.track_version == track_version, Run.status == "ok")
         .group_by(Submission.name, Run.variant, Run.hardware_class)
     )
-    return _runs_frame(engine, Run.id.in_(latest), macs_key)
+    return _runs_frame(engine, Run.id.in_(latest), macs_key, tuple(metric_names))
 
 
 def runs(
@@ -200,8 +225,9 @@ def runs(
         conditions.append(Submission.name == submission)
     if run_ids is not None:
         conditions.append(Run.id.in_(run_ids))
-    extra = (Run.error, Run.log_tail) if with_logs else (Run.error,)
-    return _runs_frame(engine, and_(*conditions), macs_key, extra)
+    return _runs_frame(
+        engine, and_(*conditions), macs_key, detailed=True, extra_columns=(Run.log_tail,) if with_logs else ()
+    )
 
 
 def submissions(engine: Engine, track: str) -> pd.DataFrame:

@@ -19,7 +19,7 @@ labels = {int(row["run_id"]): common.run_label(row) for _, row in finished.iterr
 ids = list(labels)
 
 # Defaults: the two best entries of the current standings, else the two latest runs.
-best = order(common.standings(board.url, card.name, card.version, board.macs_key), card.higher_is_better)
+best = order(common.standings(board.url, card.name, card.version, board.macs_key, card.metrics), card.higher_is_better)
 defaults = [int(i) for i in best["run_id"]][:2] or ids[:2]
 for key, param, fallback in (("compare_a", "a", defaults[0]), ("compare_b", "b", defaults[-1])):
     if key not in st.session_state:

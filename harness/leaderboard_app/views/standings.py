@@ -15,7 +15,7 @@ st.caption(
     "better), ties by latency · only runs of this track version are ranked"
 )
 
-entries = common.standings(board.url, card.name, card.version, board.macs_key)
+entries = common.standings(board.url, card.name, card.version, board.macs_key, card.metrics)
 
 filters = st.container(border=True)
 top = filters.columns([2, 2, 1])

@@ -14,7 +14,9 @@ LOG_TAIL_LINES = 40
 board = common.board()
 card = board.card
 stored = common.submissions(board.url, card.name)
-entries = order(common.standings(board.url, card.name, card.version, board.macs_key), card.higher_is_better)
+entries = order(
+    common.standings(board.url, card.name, card.version, board.macs_key, card.metrics), card.higher_is_better
+)
 # Best-placed first, then the submissions without an `ok` run (they may only have failed).
 names = list(dict.fromkeys([*entries["submission"], *stored["submission"]]))
 if "submission_name" not in st.session_state:
