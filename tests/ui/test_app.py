@@ -236,6 +236,18 @@ def test_empty_store_shows_the_commands_to_run(tmp_path, monkeypatch):
     assert not missing.exists(), "the leaderboard must never create a store"
 
 
+def test_store_without_runs_shows_the_commands_to_run(tmp_path, monkeypatch):
+    from harness.store import Store
+
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    Store(url).engine.dispose()  # created and migrated by the harness, as `harness submit` would
+    monkeypatch.setenv("HARNESS_DB_URL", url)
+    at = open_app()
+    assert not at.dataframe
+    assert any("holds no runs yet" in i.value for i in at.info)
+    assert "harness submit ./my_model" in at.code[0].value
+
+
 def test_runs_of_another_track_version_are_never_ranked(leaderboard_env, tmp_path, monkeypatch):
     """The card is bumped to the next version: every stored run is now of an older version and none is ranked."""
     import harness.tracks.base as tracks_base

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,31 +196,33 @@ class ScriptRuns:
 
 
 def _timed(page, runs: ScriptRuns, action, rendered: str) -> float:
-    """Seconds from an action to the end of the script run it caused, with `rendered` on screen."""
+    """Seconds from an action to the end of the script run it caused, with `rendered` in the page and the
+    table's grid drawn (its canvas visible)."""
     start = time.perf_counter()
     action()
     runs.wait_finished_after(start)
-    page.wait_for_selector(rendered, timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_selector(rendered, state="attached", timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=RENDER_TIMEOUT_MS)
     return time.perf_counter() - start
 
 
 @pytest.mark.slow
 def test_page_interactive_on_a_large_store(synthetic_store, browser, session_home):
-    """SYNTHETIC store of 1,000 submissions x 3 variants: seconds until the standings table is on screen and the
-    script run is over, (a) first view after start, (b) a new session, (c) after Refresh (cache cleared, the
-    standings query runs again), (d) a budget typed in (re-rank of 1,500 entries)."""
+    """SYNTHETIC store of 1,000 submissions x 3 variants: seconds from a reader's action until the script run it
+    caused is over and its table or chart is drawn: (a) first view after start (cold: imports, first query),
+    (b) a returning reader's new session (browser cache warm), (c) Refresh (cache cleared, the standings query
+    runs again), (d) a budget typed in (re-rank of 1,500 entries), (e) the Pareto page from the sidebar."""
     table = '[data-testid="glide-cell-1-0"]'
-    timings: dict[str, float] = {}
-    viewport = {"width": 1500, "height": 1100}
-    page = browser.new_page(viewport=viewport)
+    timings: dict[str, float] = {"load_average_before": os.getloadavg()[0]}
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
     runs = ScriptRuns(page)
     with served(synthetic_store.url, {"HARNESS_HOME": str(session_home)}) as base:
         timings["first_view_s"] = _timed(page, runs, lambda: page.goto(base), table)
         assert _rows(page) > 10 and _cell(page, 0, 0) == "1"
         assert page.get_by_text("entries on").first.inner_text().startswith("1500 of 1500 entries")
-        second = browser.new_page(viewport=viewport)
-        second_runs = ScriptRuns(second)
-        timings["new_session_view_s"] = _timed(second, second_runs, lambda: second.goto(base), table)
+        second = context.new_page()
+        timings["new_session_view_s"] = _timed(second, ScriptRuns(second), lambda: second.goto(base), table)
         second.close()
         refresh = page.get_by_role("button", name="Refresh")
         timings["refresh_uncached_s"] = _timed(page, runs, refresh.click, table)
@@ -232,9 +235,17 @@ def test_page_interactive_on_a_large_store(synthetic_store, browser, session_hom
         timings["budget_rerank_s"] = _timed(page, runs, set_budget, "text=within the budget")
         within = page.get_by_text("entries on").first.inner_text()
         page.screenshot(path=str(ARTIFACTS / "standings-synthetic-budget.png"), full_page=True)
-    page.close()
+        pareto_link = page.locator('[data-testid="stSidebarNav"] a', has_text="Pareto fronts")
+        timings["pareto_from_sidebar_s"] = _timed(page, runs, pareto_link.click, ".js-plotly-plot .scatterlayer .point")
+        page.screenshot(path=str(ARTIFACTS / "pareto-synthetic.png"), full_page=True)
+    context.close()
+    timings["load_average_after"] = os.getloadavg()[0]
     (ARTIFACTS / "page-timings.json").write_text(json.dumps(timings, indent=2))
     print("\n" + json.dumps(timings, indent=2) + f"\n{within}")
     assert 0 < int(within.split(" ")[0]) < 1500
-    for name in ("new_session_view_s", "refresh_uncached_s", "budget_rerank_s"):
+    load = max(timings["load_average_before"], timings["load_average_after"])
+    if load > (os.cpu_count() or 1):
+        warnings.warn(f"load average {load:.1f} exceeds the cores: page-time limits not checked", stacklevel=1)
+        return
+    for name in ("new_session_view_s", "refresh_uncached_s", "budget_rerank_s", "pareto_from_sidebar_s"):
         assert timings[name] < 2.0, f"{name} took {timings[name]:.2f} s"
