@@ -211,12 +211,20 @@ def run_label(row: Any) -> str:
     )
 
 
+def keep_choice(key: str, options: list[Any], default: Any) -> None:
+    """Set a picker's choice to `default` when none is remembered or the remembered one is no longer offered
+    (another track, a new store); Streamlit would otherwise fall back to the first option, not the default."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
+
+
 def hardware_picker(frame: pd.DataFrame, key: str) -> str | None:
     """One hardware class to rank within (the one with the most entries first); None when there is none."""
     counts = frame["hardware_class"].value_counts()
     if counts.empty:
         return None
     options = list(counts.index)
+    keep_choice(key, options, options[0])
     return st.selectbox(
         "Hardware class", options, key=key, help="Rankings compare only runs made on the same class of machine."
     )

@@ -279,3 +279,19 @@ def test_one_read_only_engine_per_process(leaderboard_env):
     with first.connect() as conn, pytest.raises(Exception, match="readonly|read-only|query_only"):
         conn.exec_driver_sql("delete from metrics")
     assert db_file.stat().st_mtime_ns == before
+
+
+def test_choices_no_longer_offered_fall_back(leaderboard_env):
+    """A remembered submission, run or hardware class that the store no longer offers (another track, a new
+    store) falls back to the page's default (the best entry), not to whatever option happens to come first."""
+    at = open_app()
+    best = _table(at, "standings_table").iloc[0]
+    at.session_state["submission_name"] = "not-a-submission"
+    at.session_state["submission_hardware"] = "not a machine"
+    at.switch_page("views/submission.py").run()
+    assert not at.exception
+    assert at.selectbox(key="submission_name").value == best["submission"]
+    at.session_state["compare_a"] = 10**9
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    assert at.selectbox(key="compare_a").value == int(best["run_id"])

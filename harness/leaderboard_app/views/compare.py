@@ -22,9 +22,9 @@ ids = list(labels)
 best = order(common.standings(board.url, card.name, card.version, board.macs_key, card.metrics), card.higher_is_better)
 defaults = [int(i) for i in best["run_id"]][:2] or ids[:2]
 for key, param, fallback in (("compare_a", "a", defaults[0]), ("compare_b", "b", defaults[-1])):
-    if key not in st.session_state:
-        wanted = st.query_params.get(param)
-        st.session_state[key] = int(wanted) if wanted and wanted.isdigit() and int(wanted) in labels else fallback
+    wanted = st.query_params.get(param) if key not in st.session_state else None
+    chosen = int(wanted) if wanted and wanted.isdigit() and int(wanted) in labels else fallback
+    common.keep_choice(key, ids, chosen)
 
 pick = st.columns(2)
 run_a = pick[0].selectbox("Run A (reference)", ids, key="compare_a", format_func=labels.get)

@@ -19,9 +19,8 @@ entries = order(
 )
 # Best-placed first, then the submissions without an `ok` run (they may only have failed).
 names = list(dict.fromkeys([*entries["submission"], *stored["submission"]]))
-if "submission_name" not in st.session_state:
-    wanted = st.query_params.get("submission")
-    st.session_state["submission_name"] = wanted if wanted in names else names[0]
+wanted = st.query_params.get("submission") if "submission_name" not in st.session_state else None
+common.keep_choice("submission_name", names, wanted if wanted in names else names[0])
 name = st.selectbox("Submission", names, key="submission_name")
 st.title(name)
 
