@@ -9,6 +9,8 @@ import streamlit as st
 from harness.leaderboard_app import common
 from harness.leaderboard_app.ranking import pareto_mask, rank
 
+MAX_LABELS = 8
+
 board = common.board()
 card = board.card
 st.title("Accuracy / cost trade-off")
@@ -83,7 +85,8 @@ def trade_off_figure(cost_column: str, cost_title: str) -> go.Figure | None:
         go.Scatter(
             x=costs[front_order],
             y=values[front_order],
-            mode="lines+markers+text",
+            # Names on the points only while they stay legible; the hover and the table below always have them.
+            mode="lines+markers+text" if len(front_order) <= MAX_LABELS else "lines+markers",
             name="Pareto front",
             line={"shape": "hv", "color": "#d62728", "width": 2},
             marker={"size": 12, "color": "#d62728", "opacity": 1.0},
