@@ -204,11 +204,14 @@ def _macs_help(card: TrackCard) -> str:
     return f"Multiply-accumulates of convolutions and linear layers at {height}×{width}"
 
 
-def run_label(row: Any) -> str:
-    """How a run is named in pickers and hovers: `#12 gtsnet@fp16 · v1 · ok`."""
-    return (
-        f"#{int(row['run_id'])} {row['submission']}@{row['variant']} · v{int(row['track_version'])} · {row['status']}"
+def run_labels(frame: pd.DataFrame) -> dict[int, str]:
+    """How runs are named in pickers, by run id: `#12 gtsnet@fp16 · v1 · ok` (column-wise: thousands of runs)."""
+    columns = zip(
+        frame["run_id"], frame["submission"], frame["variant"], frame["track_version"], frame["status"], strict=True
     )
+    return {
+        int(run): f"#{run} {name}@{variant} · v{version} · {status}" for run, name, variant, version, status in columns
+    }
 
 
 def keep_choice(key: str, options: list[Any], default: Any) -> None:

@@ -188,22 +188,26 @@ class ScriptRuns:
                 if self._message.FromString(bytes(payload)).WhichOneof("type") == "script_finished":
                     self.finished_at.append(time.perf_counter())
 
-    def wait_finished_after(self, start: float) -> None:
+    def wait_finished_after(self, start: float) -> float:
+        """When the first run finished after `start` (perf_counter seconds)."""
         deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000
         while not any(t > start for t in self.finished_at):
             assert time.monotonic() < deadline, "the app never finished its run"
             self.page.wait_for_timeout(10)
+        return min(t for t in self.finished_at if t > start)
 
 
-def _timed(page, runs: ScriptRuns, action, rendered: str) -> float:
-    """Seconds from an action to the end of the script run it caused, with `rendered` in the page and the
-    table's grid drawn (its canvas visible)."""
+def _timed(page, runs: ScriptRuns, action, rendered: str, timings: dict[str, float], name: str) -> None:
+    """Seconds from an action until the script run it caused has finished (`<name>_server_s`: the app's
+    part) and until `rendered` is in the page with the table's grid drawn (`<name>_s`: what the reader waits,
+    browser work included)."""
     start = time.perf_counter()
     action()
-    runs.wait_finished_after(start)
+    finished = runs.wait_finished_after(start)
     page.wait_for_selector(rendered, state="attached", timeout=RENDER_TIMEOUT_MS)
     page.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=RENDER_TIMEOUT_MS)
-    return time.perf_counter() - start
+    timings[f"{name}_s"] = time.perf_counter() - start
+    timings[f"{name}_server_s"] = finished - start
 
 
 @pytest.mark.slow
@@ -218,25 +222,25 @@ def test_page_interactive_on_a_large_store(synthetic_store, browser, session_hom
     page = context.new_page()
     runs = ScriptRuns(page)
     with served(synthetic_store.url, {"HARNESS_HOME": str(session_home)}) as base:
-        timings["first_view_s"] = _timed(page, runs, lambda: page.goto(base), table)
+        _timed(page, runs, lambda: page.goto(base), table, timings, "first_view")
         assert _rows(page) > 10 and _cell(page, 0, 0) == "1"
         assert page.get_by_text("entries on").first.inner_text().startswith("1500 of 1500 entries")
         second = context.new_page()
-        timings["new_session_view_s"] = _timed(second, ScriptRuns(second), lambda: second.goto(base), table)
+        _timed(second, ScriptRuns(second), lambda: second.goto(base), table, timings, "new_session_view")
         second.close()
         refresh = page.get_by_role("button", name="Refresh")
-        timings["refresh_uncached_s"] = _timed(page, runs, refresh.click, table)
+        _timed(page, runs, refresh.click, table, timings, "refresh_uncached")
         latency_box = page.get_by_label("Max latency (ms)")
 
         def set_budget() -> None:
             latency_box.fill("1")
             latency_box.press("Enter")
 
-        timings["budget_rerank_s"] = _timed(page, runs, set_budget, "text=within the budget")
+        _timed(page, runs, set_budget, "text=within the budget", timings, "budget_rerank")
         within = page.get_by_text("entries on").first.inner_text()
         page.screenshot(path=str(ARTIFACTS / "standings-synthetic-budget.png"), full_page=True)
         pareto_link = page.locator('[data-testid="stSidebarNav"] a', has_text="Pareto fronts")
-        timings["pareto_from_sidebar_s"] = _timed(page, runs, pareto_link.click, ".js-plotly-plot .scatterlayer .point")
+        _timed(page, runs, pareto_link.click, ".js-plotly-plot .scatterlayer .point", timings, "pareto_from_sidebar")
         page.screenshot(path=str(ARTIFACTS / "pareto-synthetic.png"), full_page=True)
     context.close()
     timings["load_average_after"] = os.getloadavg()[0]
@@ -247,5 +251,6 @@ def test_page_interactive_on_a_large_store(synthetic_store, browser, session_hom
     if load > (os.cpu_count() or 1):
         warnings.warn(f"load average {load:.1f} exceeds the cores: page-time limits not checked", stacklevel=1)
         return
-    for name in ("new_session_view_s", "refresh_uncached_s", "budget_rerank_s", "pareto_from_sidebar_s"):
-        assert timings[name] < 2.0, f"{name} took {timings[name]:.2f} s"
+    for name in ("new_session_view", "refresh_uncached", "budget_rerank", "pareto_from_sidebar"):
+        assert timings[f"{name}_server_s"] < 2.0, f"the app's run for {name} took {timings[f'{name}_server_s']:.2f} s"
+        assert timings[f"{name}_s"] < 2.0, f"{name} took {timings[f'{name}_s']:.2f} s in the browser"

@@ -15,7 +15,7 @@ st.title("Compare two runs")
 
 finished = common.runs(board.url, card.name, macs_key=board.macs_key)
 finished = finished.sort_values("run_id", ascending=False).reset_index(drop=True)
-labels = {int(row["run_id"]): common.run_label(row) for _, row in finished.iterrows()}
+labels = common.run_labels(finished)
 ids = list(labels)
 
 # Defaults: the two best entries of the current standings, else the two latest runs.
