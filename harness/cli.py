@@ -249,6 +249,36 @@ def leaderboard(
 
 
 @app.command()
+def serve(
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8501,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Store URL (or a SQLite file path); default HARNESS_DB_URL or ./harness.db."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+) -> None:
+    """The Streamlit leaderboard in the browser (read-only): standings, Pareto fronts, variants, history."""
+    import importlib.util
+    import os
+
+    from harness.config import db_url
+    from harness.leaderboard_app import APP_SCRIPT
+
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
+        raise HarnessError("the leaderboard needs streamlit and plotly", "pip install 'harness[leaderboard]'")
+    url = db_url() if db is None else db if "://" in db else f"sqlite:///{Path(db).resolve()}"
+    env = {**os.environ, "HARNESS_DB_URL": url}
+    typer.echo(f"leaderboard of {url.split('@')[-1]} on http://{host}:{port}", err=True)
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.headless=true"]
+    command += [f"--server.port={port}", f"--server.address={host}", "--browser.gatherUsageStats=false"]
+    command += ["--server.fileWatcherType=none", "--client.toolbarMode=viewer", "--theme.base=light"]
+    sys.stdout.flush()
+    os.execve(sys.executable, command, env)  # streamlit owns the process from here: signals reach it directly
+
+
+@app.command()
 def show(run_id: Annotated[int, typer.Argument(help="Run id.")], as_json: JsonOpt = False) -> None:
     """Everything stored about one run."""
     from harness.api import run_to_dict
