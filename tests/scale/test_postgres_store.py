@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -174,3 +175,24 @@ def test_processes_migrate_a_fresh_database_at_once(pg_url):
     assert [out.decode().strip() for out, _ in outputs] == ["0"] * 4
     with Store(pg_url).engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+
+
+def test_concurrent_finishers_share_one_new_environment_row(pg_url):
+    """Eight writers finish runs measured on the same (new) machine at once: one environment row, no error."""
+    store = Store(pg_url)
+    sub_id = _submission(store)
+    run_ids = [_claim(store, idempotency_key("env", n), sub_id) for n in range(8)]
+    env = {"device": "cpu", "cpu_model": "shared machine", "threads": 1}
+    barrier = threading.Barrier(8)
+
+    def finish(run_id: int) -> None:
+        barrier.wait()
+        store.finish_run(run_id, RunOutcome(status="ok", metrics={"top1": 0.5}, environment=env))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(finish, run_ids))
+    runs = store.runs()
+    assert {r.status for r in runs} == {"ok"} and len(runs) == 8
+    assert len({r.environment_id for r in runs}) == 1
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM environments")).scalar() == 1
