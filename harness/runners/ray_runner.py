@@ -149,6 +149,7 @@ class RayRunner:
                 "pip install 'harness[ray]' (or pip install 'ray[default]')",
             ) from exc
         if not ray.is_initialized():
+            _ray_messages_to_stderr()
             try:
                 ray.init(address=self.address, log_to_driver=False, configure_logging=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -299,6 +300,24 @@ class RayRunner:
                     "HARNESS_RAY_RESOURCES, or evaluate each kind separately"
                 )
         return result
+
+
+def _ray_messages_to_stderr() -> None:
+    """Ray prints cluster events (such as "a worker died") on the driver's stdout, where `--json` output goes:
+    send them to stderr. Ray has no switch for this, so its printer is wrapped where it exists."""
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:
+        return
+    printer = getattr(ray_worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "harness_wrapped", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        printer({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.harness_wrapped = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = to_stderr
 
 
 def _card_runner(track: str) -> str | None:

@@ -188,9 +188,10 @@ class RayCluster:
         for proc in self.processes:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5  # a graceful stop may hang on a lost node: then no more waiting
         for proc in self.processes:
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
