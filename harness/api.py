@@ -265,10 +265,13 @@ def evaluate(
     card = get_card(track)
     if profile not in PROFILES:
         raise HarnessError(f"unknown profile `{profile}`", f"use one of: {', '.join(PROFILES)}")
+    runner_impl = get_runner(runner or card.runner, **(runner_options or {}))
+    # A remote runner (ray) fingerprints one of its workers: the driver may have no GPU at all.
+    remote = hasattr(runner_impl, "environment")
     if device.startswith("cuda"):
         import torch
 
-        if not torch.cuda.is_available():
+        if not remote and not torch.cuda.is_available():
             raise HarnessError("--device cuda was asked for, but no CUDA device is available here", "use --device cpu")
     elif device != "cpu":
         raise HarnessError(f"unknown device `{device}`", "use --device cpu or --device cuda[:N]")
@@ -291,10 +294,9 @@ def evaluate(
     check_variant_names(list(variants or []), also_allowed=[v for sub in todo for v in sub.variants])
     split = materialize(dataset_name, card.split, data_dir)
     threads = threads or default_threads()
-    env = fingerprint(device, threads)
+    env = runner_impl.environment(card, device, threads) if remote else fingerprint(device, threads)
     hw_class = hardware_class(env)
     module = track_module(card)
-    runner_impl = get_runner(runner or card.runner, **(runner_options or {}))
     label_ids = _label_ids(card, split)
     num_classes = module.num_classes(card, split.hidden_dir) if hasattr(module, "num_classes") else card.num_classes
     index = split.index()
@@ -310,8 +312,11 @@ def evaluate(
                 "use --runner docker for submissions you did not write"
             },
         )
-    results = []
-    for sub, variant in jobs:
+    results: list[dict[str, Any]] = []
+
+    def claim(sub: Any, variant: str) -> tuple[int, IngestJob] | None:
+        """Claim the run of one (submission, variant) and build its ingestion job; None when done elsewhere."""
+        nonlocal calibration_dir
         key_parts = [
             sub.content_hash,
             sub.name,
@@ -345,7 +350,7 @@ def evaluate(
         )
         if run_id is None:
             progress("skip", {"submission": sub.name, "variant": variant, "reason": "already evaluated"})
-            continue
+            return None
         progress("run", {"submission": sub.name, "variant": variant, "run_id": run_id})
         if variant in ("int8-cpu", "tensorrt-int8") and calibration_dir is None:
             calibration_dir = str(materialize(dataset_name, card.calibration_split, data_dir).inputs_dir)
@@ -374,17 +379,73 @@ def evaluate(
             mac_inputs=mac_inputs(card, index),
             calibration_dir=calibration_dir,
         )
+        return run_id, job
+
+    def finish(run_id: int, outcome: Any) -> None:
+        store.finish_run(run_id, outcome)
+        record = run_to_dict(store.get_run(run_id))
+        results.append(record)
+        progress("done", record)
+
+    if hasattr(runner_impl, "run_many"):
+        _evaluate_concurrently(
+            jobs, claim, finish, card, module, runner_impl, split, env, store, progress, time_limit_s
+        )
+        return results
+    for sub, variant in jobs:
+        claimed = claim(sub, variant)
+        if claimed is None:
+            continue
+        run_id, job = claimed
         try:
             outcome = _run_one(card, module, runner_impl, job, split, env, time_limit_s)
         except BaseException:
             store.release_run(run_id)  # Ctrl-C or a harness bug: the job goes back to the queue
             raise
-        store.finish_run(run_id, outcome)
-        run = store.get_run(run_id)
-        record = run_to_dict(run)
-        results.append(record)
-        progress("done", record)
+        finish(run_id, outcome)
     return results
+
+
+def _evaluate_concurrently(
+    jobs: Sequence[tuple[Any, str]],
+    claim: Callable[[Any, str], tuple[int, IngestJob] | None],
+    finish: Callable[[int, Any], None],
+    card: TrackCard,
+    module: Any,
+    runner: Any,
+    split: Any,
+    env: dict[str, Any],
+    store: Any,
+    progress: Progress,
+    time_limit_s: float | None = None,
+) -> None:
+    """Claim every job, hand them all to a runner that runs many at once (ray), and score and store each
+    as it comes back. The driver alone writes the store; a job the runner lost goes back to the queue, and so
+    does every unfinished claim on Ctrl-C or a harness bug."""
+    import contextlib
+
+    pending: dict[int, IngestJob] = {}
+    names: dict[int, tuple[str, str]] = {}
+    try:
+        for sub, variant in jobs:
+            claimed = claim(sub, variant)
+            if claimed is not None:
+                pending[claimed[0]] = claimed[1]
+                names[claimed[0]] = (sub.name, variant)
+        with contextlib.closing(runner.run_many(list(pending.items()), time_limit_s or card.time_limit_s)) as finished:
+            for run_id, result in finished:
+                job = pending.pop(run_id)
+                if isinstance(result, Exception):
+                    store.release_run(run_id)
+                    submission, variant = names[run_id]
+                    reason = f"lost by the {runner.name} runner ({type(result).__name__}); queued again"
+                    progress("skip", {"submission": submission, "variant": variant, "reason": reason})
+                    continue
+                finish(run_id, _outcome(card, module, result, job, split, env))
+    except BaseException:
+        for run_id in pending:
+            store.release_run(run_id)
+        raise
 
 
 def _run_one(
@@ -396,10 +457,15 @@ def _run_one(
     env: dict[str, Any],
     time_limit_s: float | None = None,
 ):
+    return _outcome(card, module, runner.run(job, time_limit_s or card.time_limit_s), job, split, env)
+
+
+def _outcome(card: TrackCard, module: Any, result: Any, job: IngestJob, split: Any, env: dict[str, Any]):
+    """Score what the ingestion step left behind; the outcome to store for its run."""
     from harness.predictions import load_predictions
     from harness.store.repo import RunOutcome
 
-    result = runner.run(job, time_limit_s or card.time_limit_s)
+    env = getattr(result, "environment", None) or env  # a remote runner says which machine ran the job
     if not result.ok:
         status = "unavailable" if result.unavailable else "failed"
         return RunOutcome(status=status, error=result.error, log_tail=result.log_tail, environment=env)
