@@ -185,8 +185,9 @@ def gpu_compute_processes(device_index: int = 0) -> list[str]:
         ).stdout
     except (subprocess.SubprocessError, OSError):
         return []
-    own = str(os.getpid())
-    return [pid.strip() for pid in out.splitlines() if pid.strip() and pid.strip() != own]
+    # This process, and the harness process that started it (it waits, idle, holding at most a context).
+    ours = {str(os.getpid()), str(os.getppid())}
+    return [pid.strip() for pid in out.splitlines() if pid.strip() and pid.strip() not in ours]
 
 
 def fingerprint(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
