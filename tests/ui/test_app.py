@@ -295,7 +295,3 @@ def test_choices_no_longer_offered_fall_back(leaderboard_env):
     at.switch_page("views/compare.py").run()
     assert not at.exception
     assert at.selectbox(key="compare_a").value == int(best["run_id"])
-    at.session_state["track"] = "a-retired-track"
-    at.switch_page("views/standings.py").run()
-    assert not at.exception and at.selectbox(key="track").value == "classification"
-    assert list(_table(at, "standings_table")["run_id"])[0] == best["run_id"]
