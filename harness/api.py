@@ -84,18 +84,23 @@ class CheckReport:
 
 
 def check(
-    path: Path, input_sizes: Sequence[Sequence[int]] | None = None, time_limit_s: float = 600
+    path: Path,
+    input_sizes: Sequence[Sequence[int]] | None = None,
+    time_limit_s: float = 600,
+    runner: str | None = None,
 ) -> list[CheckReport]:
     """Validate a submission folder without storing anything: manifest, install, entry points, one batch
-    through output validation, params/MACs/bytes, and the track's rules. One report per entry point."""
+    through output validation, params/MACs/bytes, and the track's rules. One report per entry point.
+    The submission's code runs through `runner` (default local: a participant checking their own code)."""
     from harness.registry import discover
-    from harness.runners.local import LocalRunner
+    from harness.runners import get_runner
 
     manifest = read_manifest(path)
     card = get_card(manifest.track)
     site = install(manifest.path, content_hash(manifest.path))
     found = discover(site)
     split = _split_for_complexity(card) if card.mac_images and not input_sizes else None
+    runner_impl = get_runner(runner or "local")
     reports = []
     for name in manifest.entry_points:
         if name not in found:
@@ -115,16 +120,19 @@ def check(
                 out_dir=tmp,
                 inputs_dir=str(split.inputs_dir) if split else None,
                 threads=default_threads(),
+                build_options=manifest.build_options.get(name, {}),
                 num_classes=card.num_classes,
                 label_ids=_label_ids(card, split) if split else None,
                 input_size=list(card.input_sizes[0]),
                 mac_inputs=mac_inputs(card, split.index() if split else None, input_sizes),
             )
-            result = LocalRunner().run(job, time_limit_s)
+            result = runner_impl.run(job, time_limit_s)
             if not result.ok:
                 reports.append(CheckReport(name=name, track=card.name, ok=False, error=result.error))
                 continue
-            complexity = result.measurements()["complexity"]
+            measured = result.measurements()
+            complexity = measured["complexity"]
+        output_error = measured.get("output_error")
         violations = (
             rule_violations(card, complexity) if not input_sizes else rule_violations(card, {**complexity, "macs": {}})
         )
@@ -132,7 +140,8 @@ def check(
             CheckReport(
                 name=name,
                 track=card.name,
-                ok=not violations,
+                ok=not violations and output_error is None,
+                error=f"[outputs] {output_error}" if output_error else None,
                 params=complexity["params"],
                 macs=complexity["macs"],
                 macs_std=complexity["macs_std"],
@@ -170,13 +179,14 @@ class SubmitResult:
         return asdict(self)
 
 
-def submit(path: Path, store: Any = None) -> list[SubmitResult]:
+def submit(path: Path, store: Any = None, runner: str | None = None) -> list[SubmitResult]:
     """Check, then store an immutable content-hashed copy, queued for evaluation. Same content again is
-    recognised and not duplicated. Nothing is stored if any entry point fails its check."""
+    recognised and not duplicated. Nothing is stored if any entry point fails its check. A server taking
+    strangers' submissions checks them with `runner="docker"`."""
     from harness.store import open_store
 
     store = store or open_store()
-    reports = check(path)
+    reports = check(path, runner=runner)
     bad = [r for r in reports if not r.ok]
     if bad:
         lines = [f"{r.name}: {r.error or '; '.join(r.violations)}" for r in bad]
@@ -211,6 +221,8 @@ def submit(path: Path, store: Any = None) -> list[SubmitResult]:
             params=report.params,
             macs=report.macs,
             bytes=report.bytes,
+            build_options=manifest.build_options.get(report.name, {}),
+            queued=manifest.queued(report.name),
         )
         results.append(SubmitResult(row.id, row.name, row.track, digest, created, str(stored)))
     return results
@@ -238,34 +250,39 @@ def evaluate(
     store: Any = None,
     progress: Progress = _noop,
     runner_options: dict[str, Any] | None = None,
+    time_limit_s: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every queued (or named) submission of a track, per variant; score; store one Run each."""
+    """Run every queued (or named) submission of a track, per variant; score; store one Run each.
+    `time_limit_s` overrides the track card's wall-time limit of one ingestion step."""
     from harness.datasets import get_spec, materialize
     from harness.measure.environment import fingerprint, hardware_class
     from harness.measure.latency import PROFILES
     from harness.runners import get_runner
     from harness.store import open_store
     from harness.store.repo import idempotency_key
-    from harness.variants import get_variant
+    from harness.variants import check_variant_names
 
     card = get_card(track)
     if profile not in PROFILES:
         raise HarnessError(f"unknown profile `{profile}`", f"use one of: {', '.join(PROFILES)}")
+    runner_impl = get_runner(runner or card.runner, **(runner_options or {}))
+    # A remote runner (ray) fingerprints one of its workers: the driver may have no GPU at all.
+    remote = hasattr(runner_impl, "environment")
     if device.startswith("cuda"):
         import torch
 
-        if not torch.cuda.is_available():
+        if not remote and not torch.cuda.is_available():
             raise HarnessError("--device cuda was asked for, but no CUDA device is available here", "use --device cpu")
     elif device != "cpu":
         raise HarnessError(f"unknown device `{device}`", "use --device cpu or --device cuda[:N]")
-    for variant in variants or []:
-        get_variant(variant)
     dataset_name = dataset or card.dataset
     spec = get_spec(dataset_name)
     if spec.kind != card.kind:
         raise DatasetError(f"dataset `{dataset_name}` is a {spec.kind} dataset; track `{track}` needs {card.kind}")
     store = store or open_store()
     todo = store.submissions(track=card.name, names=list(submissions) if submissions else None)
+    if not submissions:
+        todo = [s for s in todo if s.queued]  # entries marked `queue = false` run only when named
     if submissions:
         missing = sorted(set(submissions) - {s.name for s in todo})
         if missing:
@@ -273,12 +290,13 @@ def evaluate(
 
             known = {s.name: Registered(s.name, s.entry_point, s.project) for s in store.submissions(track=card.name)}
             lookup(missing[0], known)
+    # Built-in and plugin variants, and those the submissions register for themselves (checked at submit).
+    check_variant_names(list(variants or []), also_allowed=[v for sub in todo for v in sub.variants])
     split = materialize(dataset_name, card.split, data_dir)
     threads = threads or default_threads()
-    env = fingerprint(device, threads)
+    env = runner_impl.environment(card, device, threads) if remote else fingerprint(device, threads)
     hw_class = hardware_class(env)
     module = track_module(card)
-    runner_impl = get_runner(runner or card.runner, **(runner_options or {}))
     label_ids = _label_ids(card, split)
     num_classes = module.num_classes(card, split.hidden_dir) if hasattr(module, "num_classes") else card.num_classes
     index = split.index()
@@ -294,8 +312,11 @@ def evaluate(
                 "use --runner docker for submissions you did not write"
             },
         )
-    results = []
-    for sub, variant in jobs:
+    results: list[dict[str, Any]] = []
+
+    def claim(sub: Any, variant: str) -> tuple[int, IngestJob] | None:
+        """Claim the run of one (submission, variant) and build its ingestion job; None when done elsewhere."""
+        nonlocal calibration_dir
         key_parts = [
             sub.content_hash,
             sub.name,
@@ -329,7 +350,7 @@ def evaluate(
         )
         if run_id is None:
             progress("skip", {"submission": sub.name, "variant": variant, "reason": "already evaluated"})
-            continue
+            return None
         progress("run", {"submission": sub.name, "variant": variant, "run_id": run_id})
         if variant in ("int8-cpu", "tensorrt-int8") and calibration_dir is None:
             calibration_dir = str(materialize(dataset_name, card.calibration_split, data_dir).inputs_dir)
@@ -341,6 +362,7 @@ def evaluate(
             mode="evaluate",
             site_dir=sub.site_path,
             entry_name=sub.name,
+            build_options=dict(sub.build_options or {}),
             track=card.name,
             kind=card.kind,
             variant=variant,
@@ -357,24 +379,93 @@ def evaluate(
             mac_inputs=mac_inputs(card, index),
             calibration_dir=calibration_dir,
         )
+        return run_id, job
+
+    def finish(run_id: int, outcome: Any) -> None:
+        store.finish_run(run_id, outcome)
+        record = run_to_dict(store.get_run(run_id))
+        results.append(record)
+        progress("done", record)
+
+    if hasattr(runner_impl, "run_many"):
+        _evaluate_concurrently(
+            jobs, claim, finish, card, module, runner_impl, split, env, store, progress, time_limit_s
+        )
+        return results
+    for sub, variant in jobs:
+        claimed = claim(sub, variant)
+        if claimed is None:
+            continue
+        run_id, job = claimed
         try:
-            outcome = _run_one(card, module, runner_impl, job, split, env)
+            outcome = _run_one(card, module, runner_impl, job, split, env, time_limit_s)
         except BaseException:
             store.release_run(run_id)  # Ctrl-C or a harness bug: the job goes back to the queue
             raise
-        store.finish_run(run_id, outcome)
-        run = store.get_run(run_id)
-        record = run_to_dict(run)
-        results.append(record)
-        progress("done", record)
+        finish(run_id, outcome)
     return results
 
 
-def _run_one(card: TrackCard, module: Any, runner: Any, job: IngestJob, split: Any, env: dict[str, Any]):
+def _evaluate_concurrently(
+    jobs: Sequence[tuple[Any, str]],
+    claim: Callable[[Any, str], tuple[int, IngestJob] | None],
+    finish: Callable[[int, Any], None],
+    card: TrackCard,
+    module: Any,
+    runner: Any,
+    split: Any,
+    env: dict[str, Any],
+    store: Any,
+    progress: Progress,
+    time_limit_s: float | None = None,
+) -> None:
+    """Claim every job, hand them all to a runner that runs many at once (ray), and score and store each
+    as it comes back. The driver alone writes the store; a job the runner lost goes back to the queue, and so
+    does every unfinished claim on Ctrl-C or a harness bug."""
+    import contextlib
+
+    pending: dict[int, IngestJob] = {}
+    names: dict[int, tuple[str, str]] = {}
+    try:
+        for sub, variant in jobs:
+            claimed = claim(sub, variant)
+            if claimed is not None:
+                pending[claimed[0]] = claimed[1]
+                names[claimed[0]] = (sub.name, variant)
+        with contextlib.closing(runner.run_many(list(pending.items()), time_limit_s or card.time_limit_s)) as finished:
+            for run_id, result in finished:
+                job = pending.pop(run_id)
+                if isinstance(result, Exception):
+                    store.release_run(run_id)
+                    submission, variant = names[run_id]
+                    reason = f"lost by the {runner.name} runner ({type(result).__name__}); queued again"
+                    progress("skip", {"submission": submission, "variant": variant, "reason": reason})
+                    continue
+                finish(run_id, _outcome(card, module, result, job, split, env))
+    except BaseException:
+        for run_id in pending:
+            store.release_run(run_id)
+        raise
+
+
+def _run_one(
+    card: TrackCard,
+    module: Any,
+    runner: Any,
+    job: IngestJob,
+    split: Any,
+    env: dict[str, Any],
+    time_limit_s: float | None = None,
+):
+    return _outcome(card, module, runner.run(job, time_limit_s or card.time_limit_s), job, split, env)
+
+
+def _outcome(card: TrackCard, module: Any, result: Any, job: IngestJob, split: Any, env: dict[str, Any]):
+    """Score what the ingestion step left behind; the outcome to store for its run."""
     from harness.predictions import load_predictions
     from harness.store.repo import RunOutcome
 
-    result = runner.run(job, card.time_limit_s)
+    env = getattr(result, "environment", None) or env  # a remote runner says which machine ran the job
     if not result.ok:
         status = "unavailable" if result.unavailable else "failed"
         return RunOutcome(status=status, error=result.error, log_tail=result.log_tail, environment=env)
@@ -387,9 +478,15 @@ def _run_one(card: TrackCard, module: Any, runner: Any, job: IngestJob, split: A
         "runner_wall_s": result.wall_s,
         "sandbox_environment": measurements.get("environment"),
     }
+    # Measurement details of the performance pass (issue 5): sweep, clocks, memory, what the variant did.
+    for key in ("throughput", "clocks", "peak_memory_accuracy_bytes", "peak_rss_bytes", "variant_info"):
+        if measurements.get(key) is not None:
+            details[key] = measurements[key]
     try:
+        t_score = time.perf_counter()
         predictions = load_predictions(Path(job.out_dir) / "predictions.npz", card.kind)
         metrics = module.score(card, predictions, split.hidden_dir)
+        details["timings"]["scoring_s"] = time.perf_counter() - t_score
     except HarnessError as exc:
         return RunOutcome(
             status="failed",
@@ -403,7 +500,8 @@ def _run_one(card: TrackCard, module: Any, runner: Any, job: IngestJob, split: A
     if crosscheck and not crosscheck.get("consistent", True):
         return RunOutcome(
             status="failed",
-            error="[crosscheck] the performance pass's outputs differ from the accuracy pass's",
+            error="[crosscheck] the performance pass's outputs differ from the accuracy pass's: "
+            + str(crosscheck.get("reason") or "see details.crosscheck"),
             log_tail=result.log_tail,
             environment=env,
             details=details,
@@ -504,7 +602,8 @@ def standings(track: str, hardware_class: str | None = None, store: Any = None) 
     def order(row: dict[str, Any]) -> tuple:
         value = row["metrics"].get(card.primary_metric)
         latency = row["latency"]["ranked_ms"] if row["latency"] else float("inf")
-        return (row["hardware_class"], sign * (value if value is not None else -float("inf") * sign), latency)
+        # A run without the primary metric ranks last; ties go to the faster run.
+        return (row["hardware_class"], value is None, sign * value if value is not None else 0.0, latency)
 
     rows.sort(key=order)
     rank_in: dict[str, int] = {}
@@ -562,6 +661,9 @@ def compare_rows(refs: Sequence[str], store: Any = None) -> list[dict[str, Any]]
         base_metric = base["metrics"].get(base["primary_metric"])
         p50 = lat.get("ranked_ms")
         throughput = 1000.0 * lat.get("batch_size", 1) / p50 if p50 else None
+        sweep = (run.get("details") or {}).get("throughput") or {}
+        if sweep.get("best_samples_per_s"):
+            throughput = sweep["best_samples_per_s"]  # the best of the batch-size sweep
         rows.append(
             {
                 "run_id": run["run_id"],
@@ -573,6 +675,7 @@ def compare_rows(refs: Sequence[str], store: Any = None) -> list[dict[str, Any]]
                 "p50_ms": p50,
                 "p90_ms": lat.get("p90_ms"),
                 "throughput_per_s": throughput,
+                "throughput_batch_size": sweep.get("best_batch_size"),
                 "bytes": run.get("bytes"),
                 "noisy": lat.get("noisy"),
                 "hardware_class": run.get("hardware_class"),

@@ -68,13 +68,14 @@ def check(
     input_size: Annotated[
         list[str] | None, typer.Option("--input-size", help="Input size(s) for MACs: N or HxW.")
     ] = None,
+    runner: Annotated[str, typer.Option(help="Run the submission's code with: local or docker.")] = "local",
     as_json: JsonOpt = False,
 ) -> None:
     """Validate a submission: manifest, entry point, outputs, params/MACs/bytes and the track's rules."""
     from harness.api import check as run_check
 
     sizes = [_parse_size(s) for s in input_size] if input_size else None
-    reports = run_check(path, sizes)
+    reports = run_check(path, sizes, runner=runner)
     if as_json:
         data = [r.to_dict() for r in reports]
         _emit_json(data[0] if len(data) == 1 else data)
@@ -96,12 +97,15 @@ def check(
 @app.command()
 def submit(
     path: Annotated[Path, typer.Argument(help="The submission folder.")],
+    runner: Annotated[
+        str, typer.Option(help="Run the check with: local, or docker for code you did not write.")
+    ] = "local",
     as_json: JsonOpt = False,
 ) -> None:
     """Check a submission, then store a content-hashed immutable copy, queued for evaluation."""
     from harness.api import submit as run_submit
 
-    results = run_submit(path)
+    results = run_submit(path, runner=runner)
     if as_json:
         _emit_json([r.to_dict() for r in results])
         return
@@ -123,6 +127,9 @@ def evaluate(
     force: Annotated[bool, typer.Option(help="Evaluate again even if an identical run is stored.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for the model (fixed during timing).")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --runner ray).")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", help="Wall-time limit of one run in seconds (default: the card's).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run queued (or named) submissions of a track: ingestion in a sandbox, scoring outside, one Run each."""
@@ -183,6 +190,7 @@ def evaluate(
             threads=threads,
             progress=progress,
             runner_options=options,
+            time_limit_s=time_limit,
         )
     if as_json:
         _emit_json(results)

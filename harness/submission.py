@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.config import harness_home
@@ -40,6 +40,11 @@ class Manifest:
     entry_points: dict[str, str]  # name -> "module:attr"
     track: str
     variants: tuple[str, ...]
+    build_options: dict[str, dict] = field(default_factory=dict)  # entry name -> ctx.extra
+    unqueued: frozenset[str] = frozenset()  # entries evaluated only when named
+
+    def queued(self, name: str) -> bool:
+        return name not in self.unqueued
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -79,19 +84,34 @@ def read_manifest(path: Path) -> Manifest:
     except Exception as exc:
         raise SubmissionError(f"{toml_path}: [tool.harness] track: {exc}") from exc
     variants = tuple(tool.get("variants", ["fp32"]))
-    from harness.variants import get_variant
+    from harness.variants import GROUP as VARIANT_GROUP
+    from harness.variants import check_variant_names
 
-    for variant in variants:
-        try:
-            get_variant(variant)
-        except Exception as exc:
-            raise SubmissionError(f"{toml_path}: [tool.harness] variants: {exc}") from exc
+    try:
+        check_variant_names(variants, dict(project.get("entry-points", {}).get(VARIANT_GROUP, {})))
+    except Exception as exc:
+        raise SubmissionError(f"{toml_path}: [tool.harness] variants: {exc}") from exc
+    build_options: dict[str, dict] = {}
+    unqueued: set[str] = set()
+    for name, options in tool.get("entry", {}).items():
+        if name not in entry_points:
+            raise SubmissionError(
+                f"{toml_path}: [tool.harness.entry.{name}] names no entry point",
+                f"entry points: {', '.join(entry_points)}",
+            )
+        if not isinstance(options, dict):
+            raise SubmissionError(f"{toml_path}: [tool.harness.entry.{name}] must be a table")
+        build_options[name] = dict(options.get("build-options", {}))
+        if options.get("queue", True) is False:
+            unqueued.add(name)
     return Manifest(
         path=path,
         project=project.get("name", path.name),
         entry_points=dict(entry_points),
         track=track,
         variants=variants,
+        build_options=build_options,
+        unqueued=frozenset(unqueued),
     )
 
 

@@ -32,7 +32,9 @@ def harness_env(session_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     return {"HARNESS_HOME": str(session_home), "HARNESS_DB_URL": f"sqlite:///{db}"}
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess:
     """Run the real `harness` console script as a user would."""
     full_env = {**os.environ, **(env or {})}
     exe = Path(sys.executable).parent / "harness"
@@ -90,7 +92,7 @@ requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
 
 [project]
-name = "{name.replace('_', '-')}-submission"
+name = "{name.replace("_", "-")}-submission"
 version = "0.1.0"
 
 {group}

@@ -126,9 +126,13 @@ def _broken_submission(tmp_path, case):
     if case == "import_fails":
         return make_submission(tmp_path, case, module_body="import a_module_that_does_not_exist\n")
     if case == "factory_raises":
-        return make_submission(tmp_path, case, module_body="def build(ctx):\n    raise ValueError('weights are missing')\n")
+        return make_submission(
+            tmp_path, case, module_body="def build(ctx):\n    raise ValueError('weights are missing')\n"
+        )
     if case == "wrong_shape":
-        return make_submission(tmp_path, case, module_body=wrap + f"def build(ctx):\n    return wrap_classifier({linear.format(n=3)})\n")
+        return make_submission(
+            tmp_path, case, module_body=wrap + f"def build(ctx):\n    return wrap_classifier({linear.format(n=3)})\n"
+        )
     if case in ("wrong_dtype", "nan_output"):
         value = "np.array(['a'] * 10)" if case == "wrong_dtype" else "np.full(10, np.nan, dtype=np.float32)"
         body = wrap + (
@@ -151,7 +155,16 @@ def _broken_submission(tmp_path, case):
 
 
 def test_missing_dataset_path(harness_env, tmp_path):
-    result = run_cli("evaluate", "--track", "classification", "--dataset", "cifar10", "--data-dir", str(tmp_path / "nope"), env=harness_env)
+    result = run_cli(
+        "evaluate",
+        "--track",
+        "classification",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(tmp_path / "nope"),
+        env=harness_env,
+    )
     assert result.returncode == 2
     assert f"dataset path {tmp_path / 'nope'} does not exist" in result.stderr
     assert "Traceback" not in result.stderr
@@ -159,7 +172,9 @@ def test_missing_dataset_path(harness_env, tmp_path):
 
 def test_unknown_track_and_flag(harness_env):
     result = run_cli("evaluate", "--track", "small-objects", env=harness_env)
-    assert result.returncode == 2 and "unknown track `small-objects`" in result.stderr and "small-object" in result.stderr
+    assert (
+        result.returncode == 2 and "unknown track `small-objects`" in result.stderr and "small-object" in result.stderr
+    )
     result = run_cli("evaluate", "--track", "classification", "--profile", "fastest", env=harness_env)
     assert result.returncode == 2 and "unknown profile `fastest`" in result.stderr
     result = run_cli("evaluate", "--trak", "classification", env=harness_env)

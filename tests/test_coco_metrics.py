@@ -133,14 +133,10 @@ def test_crowd_region_ignores_detections_of_its_own_category_only(backend):
         {"image_id": 2, "category_id": 2, "bbox": [0, 0, 20, 20], "score": 0.5},
     ]
     inside_crowd = {"image_id": 1, "bbox": [55, 55, 20, 20], "score": 0.9}
-    same_category = score_coco(
-        gt, hits + [{**inside_crowd, "category_id": 1}], backend=backend, ranges="coco"
-    )
+    same_category = score_coco(gt, hits + [{**inside_crowd, "category_id": 1}], backend=backend, ranges="coco")
     assert same_category["AP"] == pytest.approx(1.0)
     # Category 2: FP then TP -> precision 1/2 everywhere; category 1 stays 1.0; mean 0.75.
-    other_category = score_coco(
-        gt, hits + [{**inside_crowd, "category_id": 2}], backend=backend, ranges="coco"
-    )
+    other_category = score_coco(gt, hits + [{**inside_crowd, "category_id": 2}], backend=backend, ranges="coco")
     assert other_category["AP"] == pytest.approx(0.75)
 
 
@@ -196,9 +192,7 @@ def test_bad_result_names_entry_and_field(change, message):
 
 def test_result_missing_keys_listed():
     gt = validate_ground_truth(_gt())
-    with pytest.raises(
-        PredictionError, match=r"dets.json: result 0 \(image_id 1\): has no `bbox`, `score`"
-    ) as info:
+    with pytest.raises(PredictionError, match=r"dets.json: result 0 \(image_id 1\): has no `bbox`, `score`") as info:
         validate_results([{"image_id": 1, "category_id": 1}], gt, "dets.json")
     assert "every result needs image_id, category_id, bbox" in str(info.value)
 
@@ -314,9 +308,7 @@ def test_detections_to_coco_converts_xyxy_and_maps_ids():
             scores=np.array([0.9, 0.8], np.float32),
             labels=np.array([1, 1]),
         ),
-        Detections(
-            boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32), labels=np.zeros(0, np.int64)
-        ),
+        Detections(boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32), labels=np.zeros(0, np.int64)),
     ]
     results = detections_to_coco(["1", "2"], records, gt)
     assert results == [

@@ -61,8 +61,7 @@ def test_import_coco_writes_the_split_layout(tmp_path):
     assert hidden["images"][1] == {"id": 9, "file_name": "sub/b.jpg", "width": 32, "height": 40}
     assert [(a["area"], a["iscrowd"]) for a in hidden["annotations"]] == [(120.0, 0), (30.5, 0)]
     perfect = [
-        {"image_id": a["image_id"], "category_id": 3, "bbox": a["bbox"], "score": 1.0}
-        for a in hidden["annotations"]
+        {"image_id": a["image_id"], "category_id": 3, "bbox": a["bbox"], "score": 1.0} for a in hidden["annotations"]
     ]
     assert score_coco(hidden, perfect, backend="faster-coco-eval")["AP"] == pytest.approx(1.0)
 
@@ -217,9 +216,9 @@ def test_convert_visdrone_split_scores_as_expected(tmp_path):
     assert metrics["AP"] == pytest.approx(1.0)
     # The same box on the empty second image is a false positive for "bus", which has no objects: still
     # -1 for bus, so AP over the scored categories (car, pedestrian, motor) is unchanged.
-    assert score_coco(hidden, perfect + [{**in_ignored_region, "image_id": 2}], ranges="coco")[
-        "AP"
-    ] == pytest.approx(1.0)
+    assert score_coco(hidden, perfect + [{**in_ignored_region, "image_id": 2}], ranges="coco")["AP"] == pytest.approx(
+        1.0
+    )
     # As a "car" on image 2 it outranks the true car: car AP 0.5, mean over 3 categories (1 + 1 + 0.5) / 3.
     false_car = {**in_ignored_region, "image_id": 2, "category_id": 4, "bbox": [1, 1, 20, 14]}
     assert score_coco(hidden, perfect + [false_car], ranges="coco")["AP"] == pytest.approx(2.5 / 3)

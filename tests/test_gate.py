@@ -171,9 +171,7 @@ def _rates(statuses: list[str]) -> dict[str, float]:
 def test_true_ten_percent_slowdown_is_caught(method):
     rng = np.random.default_rng(2024)
     baseline, candidate = simulate_latency(rng, TRIALS, 4.0), simulate_latency(rng, TRIALS, 4.4)
-    results = [
-        gate(make_run(1, baseline[i]), make_run(2, candidate[i]), method=method) for i in range(TRIALS)
-    ]
+    results = [gate(make_run(1, baseline[i]), make_run(2, candidate[i]), method=method) for i in range(TRIALS)]
     rates = _rates([result.status for result in results])
     # The simulated median of repeat medians is exactly 10 % slower, so a 99 % interval should hold 1.10.
     latency = [result.checks[1].values for result in results]
@@ -187,9 +185,7 @@ def test_true_ten_percent_slowdown_is_caught(method):
 def test_same_distribution_is_rarely_flagged(method):
     rng = np.random.default_rng(99)
     baseline, candidate = simulate_latency(rng, TRIALS, 4.0), simulate_latency(rng, TRIALS, 4.0)
-    statuses = [
-        gate(make_run(1, baseline[i]), make_run(2, candidate[i]), method=method).status for i in range(TRIALS)
-    ]
+    statuses = [gate(make_run(1, baseline[i]), make_run(2, candidate[i]), method=method).status for i in range(TRIALS)]
     rates = _rates(statuses)
     print(f"same distribution, {method}: {rates}")
     assert rates["fail"] <= 0.01, f"no change flagged as a regression: {rates} of {TRIALS} trials ({method})"

@@ -39,30 +39,47 @@ def count_params(model: Any) -> int:
 
 
 def serialized_bytes(model: Any) -> tuple[int, dict[str, int]]:
-    """Size of the model's weights as stored (safetensors of the state dict), and elements per dtype."""
+    """Size of the model's weights as stored, and elements per dtype.
+
+    Float models: safetensors of the state dict (shared tensors once). Quantized models (quantized tensors,
+    packed parameters) cannot be stored as safetensors: their size is that of the quantized state dict as
+    `torch.save` writes it, so int8 weights count one byte per element plus their scales.
+    """
     import torch
     from safetensors.torch import save
 
-    tensors: dict[str, torch.Tensor] = {}
-    seen: dict[int, str] = {}
+    state = model.state_dict()
     dtypes: dict[str, int] = {}
-    for name, tensor in model.state_dict().items():
-        if not isinstance(tensor, torch.Tensor) or tensor.is_quantized:
-            continue
-        ptr = tensor.data_ptr()
-        if ptr and ptr in seen:
-            continue
-        seen[ptr] = name
-        dtypes[str(tensor.dtype).removeprefix("torch.")] = (
-            dtypes.get(str(tensor.dtype).removeprefix("torch."), 0) + tensor.numel()
-        )
-        tensors[name] = tensor.detach().cpu().contiguous()
-    if tensors:
+    for tensor in _tensors_in(list(state.values())):
+        name = str(tensor.dtype).removeprefix("torch.")
+        dtypes[name] = dtypes.get(name, 0) + tensor.numel()
+    plain = all(isinstance(v, torch.Tensor) and not v.is_quantized for v in state.values())
+    if plain and state:
+        tensors: dict[str, torch.Tensor] = {}
+        seen: set[int] = set()
+        for name, tensor in state.items():
+            ptr = tensor.data_ptr()
+            if ptr and ptr in seen:
+                continue
+            seen.add(ptr)
+            tensors[name] = tensor.detach().cpu().contiguous()
         return len(save(tensors)), dtypes
-    # Quantized models are not safetensors-serialisable: fall back to torch.save of the state dict.
     buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
+    torch.save(state, buffer)
     return buffer.getbuffer().nbytes, dtypes
+
+
+def _tensors_in(values: list[Any]) -> list[Any]:
+    """Tensors in state-dict values, also inside the tuples that quantized modules pack their weights into."""
+    import torch
+
+    found = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, list | tuple):
+            found.extend(_tensors_in(list(value)))
+    return found
 
 
 class MacCounter:

@@ -4,12 +4,16 @@ On CPU each iteration is timed with `perf_counter_ns` under a fixed thread count
 CUDA events per iteration and a synchronisation, so queued GPU work is never mistaken for finished work.
 The ranked figure is the median of the repeat medians; all per-iteration samples are kept beside the
 summary so that gates can compute confidence intervals later.
+
+Beside the latency at the track's batch size, `throughput_sweep` measures samples/s at batch sizes 1, 2, 4, …
+until memory runs out or throughput stops rising.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -39,6 +43,9 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", warmup_iters=3, warmup_s=0.1, repeats=3, min_iters=10, min_repeat_s=0.1, max_iters=200),
+    # For tables of many runs on a GPU (a model at batch 1 takes ~5 s to time): every property of the
+    # standard profile except the repeat length.
+    "short": Profile("short", warmup_iters=50, warmup_s=1.0, repeats=5, min_iters=100, min_repeat_s=0.5),
     "standard": Profile("standard", warmup_iters=50, warmup_s=2.0, repeats=5, min_iters=300, min_repeat_s=5.0),
     # MLPerf-like: 5 x max(1,024 queries, 120 s) >= 600 s and >= 5,120 queries in all.
     "full": Profile("full", warmup_iters=50, warmup_s=2.0, repeats=5, min_iters=1024, min_repeat_s=120.0),
@@ -135,8 +142,14 @@ def time_callable(
     kind: str = "device",
     batch_size: int = 1,
     device: str = "cpu",
+    guard: Callable[[], AbstractContextManager] | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> LatencySummary:
-    """Run `fn` under the protocol. `fn` must do the whole timed unit of work (and nothing else)."""
+    """Run `fn` under the protocol. `fn` must do the whole timed unit of work (and nothing else).
+
+    `guard` (e.g. "no recompilation") is entered around the timed repeats, after the warm-up.
+    `on_phase("measure")` is called when the warm-up is over and `on_phase("end")` after the last timed
+    iteration, so that a runner can time the measured span with a clock outside the sandbox."""
     cuda = str(device).startswith("cuda")
     if cuda:
         import torch
@@ -155,16 +168,134 @@ def time_callable(
         done += 1
         if done >= profile.max_iters:
             break
+    if on_phase is not None:
+        on_phase("measure")
     repeats = []
-    for _ in range(profile.repeats):
-        samples = []
-        deadline = _perf_counter_ns() + int(profile.min_repeat_s * 1e9)
-        while len(samples) < profile.min_iters or _perf_counter_ns() < deadline:
-            samples.append(timer(fn))
-            if len(samples) >= profile.max_iters:
-                break
-        repeats.append(np.asarray(samples, dtype=np.float64))
+    with guard() if guard is not None else nullcontext():
+        for _ in range(profile.repeats):
+            samples = []
+            deadline = _perf_counter_ns() + int(profile.min_repeat_s * 1e9)
+            while len(samples) < profile.min_iters or _perf_counter_ns() < deadline:
+                samples.append(timer(fn))
+                if len(samples) >= profile.max_iters:
+                    break
+            repeats.append(np.asarray(samples, dtype=np.float64))
+    if on_phase is not None:
+        on_phase("end")
     return summarize(kind, batch_size, repeats, timer_name)
+
+
+# Throughput sweep -------------------------------------------------------------------------------------
+
+SWEEP_PROFILES = {
+    "quick": Profile(
+        "sweep-quick", warmup_iters=2, warmup_s=0.0, repeats=1, min_iters=3, min_repeat_s=0.05, max_iters=50
+    ),
+    "default": Profile("sweep", warmup_iters=5, warmup_s=0.5, repeats=3, min_iters=10, min_repeat_s=0.5),
+}
+SWEEP_MIN_GAIN = 0.02  # a batch size must beat the best so far by this much for the sweep to go on
+# Per latency profile: the largest batch size tried on a GPU, and the sweep's time budget in seconds. CPUs
+# saturate long before: at most 64 there.
+SWEEP_LIMITS = {"quick": (16, 5.0), "short": (256, 20.0), "standard": (1024, 90.0), "full": (1024, 90.0)}
+
+
+def sweep_limits(profile: str, device: str) -> tuple[int, float]:
+    max_batch, budget_s = SWEEP_LIMITS.get(profile, SWEEP_LIMITS["standard"])
+    return (max_batch if str(device).startswith("cuda") else min(max_batch, 64)), budget_s
+
+
+@dataclass
+class ThroughputPoint:
+    batch_size: int
+    samples_per_s: float
+    ms_per_batch: float
+    peak_memory_bytes: int | None = None
+
+
+@dataclass
+class ThroughputSweep:
+    points: list[ThroughputPoint]
+    stopped: str  # why the sweep ended
+    best_batch_size: int | None = None
+    best_samples_per_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def describe_briefly(exc: BaseException, limit: int = 300) -> str:
+    """`Type: first line of the message`, for reasons stored with a run."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:limit]}" if lines else type(exc).__name__
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def throughput_sweep(
+    make_inputs: Callable[[int], Any],
+    run: Callable[[Any], Any],
+    device: str = "cpu",
+    profile: str = "quick",
+    max_batch: int = 1024,
+    budget_s: float = 60.0,
+    guard: Callable[[], AbstractContextManager] | None = None,
+) -> ThroughputSweep:
+    """Samples/s of `run(make_inputs(b))` for b = 1, 2, 4, … until memory runs out, throughput stops
+    rising (by `SWEEP_MIN_GAIN`), `max_batch` or the time budget is reached, or a batch size fails."""
+    sweep_profile = SWEEP_PROFILES["quick" if profile == "quick" else "default"]
+    cuda = str(device).startswith("cuda")
+    points: list[ThroughputPoint] = []
+    best: ThroughputPoint | None = None
+    stopped = f"reached the largest batch size tried ({max_batch})"
+    start = _perf_counter_ns()
+    batch = 1
+    while batch <= max_batch:
+        if (_perf_counter_ns() - start) / 1e9 > budget_s:
+            stopped = f"time budget of {budget_s:.0f} s spent"
+            break
+        try:
+            if cuda:
+                import torch
+
+                torch.cuda.reset_peak_memory_stats()
+            inputs = make_inputs(batch)
+            summary = time_callable(
+                lambda inputs=inputs: run(inputs), sweep_profile, "throughput", batch, device, guard
+            )
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                stopped = f"batch size {batch} failed: {describe_briefly(exc)}"
+                break
+            stopped = f"out of memory at batch size {batch}"
+            if cuda:
+                import torch
+
+                torch.cuda.empty_cache()
+            break
+        peak = None
+        if cuda:
+            import torch
+
+            peak = int(torch.cuda.max_memory_allocated())
+        point = ThroughputPoint(batch, 1000.0 * batch / summary.ranked_ms, summary.ranked_ms, peak)
+        points.append(point)
+        if best is not None and point.samples_per_s <= best.samples_per_s * (1.0 + SWEEP_MIN_GAIN):
+            stopped = f"throughput stopped rising at batch size {batch}"
+            best = point if point.samples_per_s > best.samples_per_s else best
+            break
+        best = point
+        batch *= 2
+    return ThroughputSweep(
+        points=points,
+        stopped=stopped,
+        best_batch_size=best.batch_size if best else None,
+        best_samples_per_s=best.samples_per_s if best else None,
+    )
 
 
 def wall_clock_ns() -> int:

@@ -42,6 +42,8 @@ class Submission(Base):
     project: Mapped[str] = mapped_column(String(200))
     entry_point: Mapped[str] = mapped_column(String(400))
     variants: Mapped[list[Any]] = mapped_column(JSON)
+    build_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # handed to build(ctx) as ctx.extra
+    queued: Mapped[bool] = mapped_column(Boolean, default=True)  # False: evaluated only when named
     source_path: Mapped[str] = mapped_column(Text)
     stored_path: Mapped[str] = mapped_column(Text)
     site_path: Mapped[str] = mapped_column(Text)

@@ -218,6 +218,16 @@ class Store:
 
         fp = fingerprint_hash(env)
         row = s.scalar(select(Environment).where(Environment.fingerprint == fp))
+        dialect = self.engine.dialect.name
+        if row is None and dialect in ("postgresql", "sqlite"):
+            # Concurrent writers (PostgreSQL) may insert the same new machine at once: the loser's insert
+            # does nothing, and it reads the winner's row instead of failing on the unique fingerprint.
+            import importlib
+
+            insert = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
+            values = {"fingerprint": fp, "hardware_class": hardware_class, "data": env}
+            s.execute(insert(Environment).values(**values).on_conflict_do_nothing(index_elements=["fingerprint"]))
+            row = s.scalar(select(Environment).where(Environment.fingerprint == fp))
         if row is None:
             row = Environment(fingerprint=fp, hardware_class=hardware_class, data=env)
             s.add(row)

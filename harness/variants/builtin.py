@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.variants import Variant, register_variant
-
-
-def _always(device: str) -> str | None:
-    return None
+from harness.variants import Variant
 
 
 def _cuda_only(device: str) -> str | None:
@@ -52,7 +48,7 @@ def _channels_last(predictor: Any, context: dict) -> Any:
     return predictor
 
 
-register_variant(Variant("fp32", "the submission as built, float32", _identity, _always))
-register_variant(Variant("fp16", "weights and inputs in float16", _to_dtype("float16"), _cuda_only))
-register_variant(Variant("bf16", "weights and inputs in bfloat16", _to_dtype("bfloat16"), _always))
-register_variant(Variant("channels-last", "NHWC memory format for 4-D tensors", _channels_last, _always))
+FP32 = Variant("fp32", "the submission as built, float32", _identity)
+FP16 = Variant("fp16", "weights and inputs in float16", _to_dtype("float16"), _cuda_only, reduced_precision=True)
+BF16 = Variant("bf16", "weights and inputs in bfloat16", _to_dtype("bfloat16"), reduced_precision=True)
+CHANNELS_LAST = Variant("channels-last", "NHWC memory format for 4-D tensors", _channels_last)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 19:36:15.428552
+Create Date: 2026-11-29 20:38:43.807536
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def upgrade() -> None:
         sa.Column("project", sa.String(length=200), nullable=False),
         sa.Column("entry_point", sa.String(length=400), nullable=False),
         sa.Column("variants", sa.JSON(), nullable=False),
+        sa.Column("build_options", sa.JSON(), nullable=False),
+        sa.Column("queued", sa.Boolean(), nullable=False),
         sa.Column("source_path", sa.Text(), nullable=False),
         sa.Column("stored_path", sa.Text(), nullable=False),
         sa.Column("site_path", sa.Text(), nullable=False),

@@ -1,0 +1,198 @@
+"""Vectorised areas and intersection areas of quadrilaterals, for the text-detection scorers.
+
+Intersections are computed for all candidate pairs of a whole dataset in one batch. Two convex quads
+intersect in a convex polygon whose vertices are among the corners of each inside the other and the
+crossing points of their edges; the candidates are computed together, ordered by angle and measured with
+the shoelace formula. A concave quad is first split into two triangles along the diagonal from its reflex
+vertex and the pieces' intersections are summed. Quads are assumed simple (edges do not cross); for a
+self-intersecting ("bow-tie") quad the figures follow this construction but are not meaningful geometry.
+
+Every candidate point is computed directly from the input corners, a crossing point as
+(p·s_q − q·s_p) / (s_q − s_p) from the sides s of the edge's end points: with integer corners the sides
+are exact, so the inside tests are exact, a crossing at an integer position is exact, and axis-aligned
+integer boxes get exact areas, as with an exact polygon library.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def signed_areas(polygons: np.ndarray) -> np.ndarray:
+    """Shoelace areas of (N, M, 2) polygons; positive when the vertices turn left (counter-clockwise in
+    a y-up frame, which is clockwise on screen where y points down)."""
+    x, y = polygons[..., 0], polygons[..., 1]
+    return 0.5 * (x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y).sum(axis=-1)
+
+
+def quad_areas(quads: np.ndarray) -> np.ndarray:
+    """Unsigned areas of (N, 4, 2) quads."""
+    return np.abs(signed_areas(quads))
+
+
+def positively_oriented(quads: np.ndarray) -> np.ndarray:
+    """The quads with their vertex order reversed where needed so that every signed area is >= 0."""
+    flip = signed_areas(quads) < 0
+    if not flip.any():
+        return quads
+    out = quads.copy()
+    out[flip] = quads[flip][:, ::-1]
+    return out
+
+
+def _convex_pieces(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split positively oriented quads into at most two convex pieces: a convex quad stays whole, a concave
+    one becomes two triangles along the diagonal from its reflex vertex (stored as quads with a repeated
+    vertex, whose zero-length edge constrains nothing). Returns the first pieces, the second pieces (equal
+    to the first where there is none) and which quads have a second piece."""
+    before = quads - np.roll(quads, 1, axis=1)
+    after = np.roll(quads, -1, axis=1) - quads
+    turn = before[..., 0] * after[..., 1] - before[..., 1] * after[..., 0]
+    concave = (turn < 0).any(axis=1)
+    if not concave.any():
+        return quads, quads, concave
+    reflex = turn[concave].argmin(axis=1)
+    order = (reflex[:, None] + np.arange(4)[None, :]) % 4
+    rolled = np.take_along_axis(quads[concave], order[..., None], axis=1)
+    first, second = quads.copy(), quads.copy()
+    first[concave] = rolled[:, [0, 1, 2, 2]]
+    second[concave] = rolled[:, [2, 3, 0, 0]]
+    return first, second, concave
+
+
+def _convex_intersection_areas(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Areas of first[i] ∩ second[i] for convex, positively oriented (N, 4, 2) quads.
+
+    The 24 candidate vertices (4 + 4 corners, 16 edge crossings) are computed at once; the valid ones are
+    ordered by angle around their mean and the shoelace formula gives the area. Unused slots repeat the
+    first point and add nothing.
+    """
+    rows = len(first)
+    ax, ay = first[..., 0], first[..., 1]
+    bx, by = second[..., 0], second[..., 1]
+    a_next_x, a_next_y = np.roll(ax, -1, axis=1), np.roll(ay, -1, axis=1)
+    a_edge_x, a_edge_y = a_next_x - ax, a_next_y - ay
+    b_edge_x, b_edge_y = np.roll(bx, -1, axis=1) - bx, np.roll(by, -1, axis=1) - by
+    # [n, i, j]: side of first's corner i to second's edge j, and of second's corner j to first's edge i;
+    # >= 0 is the inner side or the line itself.
+    side_of_a = b_edge_x[:, None, :] * (ay[:, :, None] - by[:, None, :]) - b_edge_y[:, None, :] * (
+        ax[:, :, None] - bx[:, None, :]
+    )
+    side_of_b = a_edge_x[:, :, None] * (by[:, None, :] - ay[:, :, None]) - a_edge_y[:, :, None] * (
+        bx[:, None, :] - ax[:, :, None]
+    )
+    a_inside = (side_of_a >= 0).all(axis=2)
+    b_inside = (side_of_b >= 0).all(axis=1)
+    # Edge i of first (p -> q) crosses edge j of second (c -> d) when p, q straddle line cd and c, d
+    # straddle line pq. Collinear edges (side_p == side_q == 0) are left to the corner tests.
+    side_p = side_of_a
+    side_q = np.roll(side_of_a, -1, axis=1)
+    side_c = side_of_b
+    side_d = np.roll(side_of_b, -1, axis=2)
+    crossing = (side_p * side_q <= 0) & (side_c * side_d <= 0) & (side_p != side_q)
+    denominator = np.where(crossing, side_q - side_p, 1.0)
+    cross_x = (ax[:, :, None] * side_q - a_next_x[:, :, None] * side_p) / denominator
+    cross_y = (ay[:, :, None] * side_q - a_next_y[:, :, None] * side_p) / denominator
+    xs = np.concatenate([ax, bx, cross_x.reshape(rows, 16)], axis=1)
+    ys = np.concatenate([ay, by, cross_y.reshape(rows, 16)], axis=1)
+    valid = np.concatenate([a_inside, b_inside, crossing.reshape(rows, 16)], axis=1)
+    counts = valid.sum(axis=1)
+    centre_x = np.where(valid, xs, 0.0).sum(axis=1) / np.maximum(counts, 1)
+    centre_y = np.where(valid, ys, 0.0).sum(axis=1) / np.maximum(counts, 1)
+    dx, dy = xs - centre_x[:, None], ys - centre_y[:, None]
+    # A pseudo-angle in [0, 4), monotone in the true angle and cheaper than arctan2.
+    radius = np.abs(dx) + np.abs(dy)
+    slope = dy / np.where(radius > 0, radius, 1.0)
+    angle = np.where(valid, np.where(dx >= 0, 1.0 - slope, 3.0 + slope), np.inf)
+    order = np.argsort(angle, axis=1)
+    xs = np.take_along_axis(xs, order, axis=1)
+    ys = np.take_along_axis(ys, order, axis=1)
+    used = np.arange(xs.shape[1])[None, :] < counts[:, None]
+    xs = np.where(used, xs, xs[:, :1])
+    ys = np.where(used, ys, ys[:, :1])
+    area = 0.5 * np.abs((xs * np.roll(ys, -1, axis=1) - np.roll(xs, -1, axis=1) * ys).sum(axis=1))
+    return np.where(counts >= 3, area, 0.0)
+
+
+def pair_intersection_areas(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Intersection areas of quads first[i] and second[i], for (N, 4, 2) arrays of simple quads."""
+    if len(first) == 0:
+        return np.zeros(0, dtype=np.float64)
+    first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    a_first, a_second, a_split = _convex_pieces(positively_oriented(first))
+    b_first, b_second, b_split = _convex_pieces(positively_oriented(second))
+    areas = _convex_intersection_areas(a_first, b_first)
+    # Rare: a concave quad adds the intersections of its second piece (the pieces do not overlap).
+    for rows, a_piece, b_piece in (
+        (a_split, a_second, b_first),
+        (b_split, a_first, b_second),
+        (a_split & b_split, a_second, b_second),
+    ):
+        if rows.any():
+            areas[rows] += _convex_intersection_areas(a_piece[rows], b_piece[rows])
+    # A quad collapsed to a point has no edge to be outside of: everything would count as inside it.
+    return np.where((quad_areas(first) > 0) & (quad_areas(second) > 0), areas, 0.0)
+
+
+def boxes(quads: np.ndarray) -> np.ndarray:
+    """(N, 4) axis-aligned bounds xmin, ymin, xmax, ymax of (N, 4, 2) quads."""
+    return np.concatenate([quads.min(axis=1), quads.max(axis=1)], axis=1)
+
+
+PADDED_CELLS_PER_CHUNK = 4_000_000  # bounds the memory of one batch of the pair search
+
+
+def _chunks(gt_counts: list[int], det_counts: list[int]) -> list[tuple[int, int, int, int]]:
+    """Consecutive runs of images (start, stop, most gts, most dets) whose padded G×D grids stay small."""
+    chunks = []
+    start, most_gt, most_det = 0, 0, 0
+    for image, (n_gt, n_det) in enumerate(zip(gt_counts, det_counts, strict=True)):
+        wider_gt, wider_det = max(most_gt, n_gt), max(most_det, n_det)
+        if image > start and (image + 1 - start) * wider_gt * wider_det > PADDED_CELLS_PER_CHUNK:
+            chunks.append((start, image, most_gt, most_det))
+            start, wider_gt, wider_det = image, n_gt, n_det
+        most_gt, most_det = wider_gt, wider_det
+    if len(gt_counts) > start:
+        chunks.append((start, len(gt_counts), most_gt, most_det))
+    return chunks
+
+
+def _padded(values: np.ndarray, offsets: np.ndarray, start: int, stop: int, width: int) -> np.ndarray:
+    """Rows of images start..stop as a (columns, images, width) array, padded with NaN, which overlaps
+    nothing; one contiguous plane per column keeps the broadcasts below fast."""
+    counts = np.diff(offsets[start : stop + 1])
+    out = np.full((values.shape[1], stop - start, max(width, 1)), np.nan)
+    image = np.repeat(np.arange(stop - start), counts)
+    row = np.arange(offsets[start], offsets[stop]) - np.repeat(offsets[start:stop], counts)
+    out[:, image, row] = values[offsets[start] : offsets[stop]].T
+    return out
+
+
+def overlapping_pairs(
+    gt_boxes: np.ndarray,
+    gt_offsets: np.ndarray,
+    det_boxes: np.ndarray,
+    det_offsets: np.ndarray,
+    inclusive: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (ground truth, detection) pairs of the same image whose boxes overlap.
+
+    Items of all images are concatenated; image i owns rows offsets[i]:offsets[i + 1]. Boxes overlap when
+    min(xmax) − max(xmin) > 0 on both axes, or >= 0 when `inclusive` (pixel-inclusive rectangles, where
+    touching boxes share a pixel row or column). Images are searched in batches as padded G×D grids.
+    Returns global indices in (gt, det) row-major order, images in order.
+    """
+    gt_parts: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    det_parts: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    for start, stop, most_gt, most_det in _chunks(np.diff(gt_offsets).tolist(), np.diff(det_offsets).tolist()):
+        if most_gt == 0 or most_det == 0:
+            continue
+        gts = _padded(gt_boxes, gt_offsets, start, stop, most_gt)[:, :, :, None]
+        dets = _padded(det_boxes, det_offsets, start, stop, most_det)[:, :, None, :]
+        width = np.minimum(gts[2], dets[2]) - np.maximum(gts[0], dets[0])
+        height = np.minimum(gts[3], dets[3]) - np.maximum(gts[1], dets[1])
+        overlap = (width >= 0) & (height >= 0) if inclusive else (width > 0) & (height > 0)
+        image, gt_row, det_row = np.nonzero(overlap)
+        gt_parts.append(gt_offsets[start + image] + gt_row)
+        det_parts.append(det_offsets[start + image] + det_row)
+    return np.concatenate(gt_parts), np.concatenate(det_parts)

@@ -1,0 +1,66 @@
+"""The `compile` variant: the predictor's forward step through `torch.compile` (TorchInductor, default mode).
+
+Compilation happens on the first calls (the accuracy pass and the warm-up of the performance pass). A
+recompilation while latency is being timed would put compile time into the samples, so it is an error there:
+`no_recompilation()` is entered around the timed repeats and makes Dynamo raise instead of recompiling. Dynamo
+is also told to fail rather than silently fall back to eager when its recompile limit is hit, so a run
+labelled `compile` never measures the uncompiled model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from harness.variants import Variant
+
+
+def _available(device: str) -> str | None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            return "torch.compile on CUDA needs Triton, which is not installed with this torch"
+        return None
+    if not any(shutil.which(cxx) for cxx in ("g++", "c++", "clang++")):
+        return "torch.compile on CPU (TorchInductor) needs a C++ compiler (g++ or clang++); none is on PATH"
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile"
+    return None
+
+
+def compile_predictor(predictor: Any, backend: str = "inductor", mode: str | None = None) -> Any:
+    """Replace `predictor.forward` by its compiled form; `preprocess` and `postprocess` stay eager."""
+    import torch
+    import torch._dynamo
+
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    predictor.forward = torch.compile(predictor.forward, backend=backend, mode=mode)
+    return predictor
+
+
+def _apply(predictor: Any, context: dict) -> Any:
+    context.setdefault("info", {})["compile"] = {"backend": "inductor", "mode": "default"}
+    return compile_predictor(predictor)
+
+
+@contextmanager
+def no_recompilation() -> Iterator[None]:
+    """Within this block a Dynamo recompilation raises `torch._dynamo.exc.RecompileError`."""
+    import torch._dynamo
+
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        yield
+
+
+COMPILE = Variant(
+    "compile",
+    "forward through torch.compile (TorchInductor); a recompilation during timing fails the run",
+    _apply,
+    _available,
+    timing_guard=no_recompilation,
+)

@@ -1,0 +1,1 @@
+"""Model zoo: building blocks and networks of lightweight (NAS-style) classifiers."""

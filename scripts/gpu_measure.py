@@ -1,0 +1,514 @@
+#!/usr/bin/env python
+"""One command that measures, on an NVIDIA GPU, the figures issue 5 asks for in docs/BENCHMARKS.md.
+
+    PYTHONPATH=. python scripts/gpu_measure.py --out DIR [--max-minutes 8]
+
+(a) Latency agreement: torchvision resnet50 and mobilenet_v2 (random weights: latency does not depend on
+    them) at batch 1 on 224x224, float32 and float16. The harness's device latency (its protocol function
+    `harness.measure.latency.time_callable`, CUDA events per iteration) is compared, in the same process,
+    with two independent measurements: a CUDA-event loop written here (one event pair around a block of
+    iterations, no per-iteration synchronisation) and `torch.utils.benchmark`. The harness measurement is
+    repeated three times; the spread of the three is reported.
+(b) Compression table: for each reference submission in `submissions/`, `harness evaluate` (a real CLI run,
+    in a temporary HARNESS_HOME) with fp32, fp16 and compile on CUDA, and fp32 and int8-cpu on the CPU;
+    the metric is re-measured on the test split for every variant.
+(c) Accuracy-pass overhead of the small-object reference (fasterrcnn_small, fp32, CUDA): the fraction of
+    the accuracy pass + scorer wall time spent outside the model's forward passes and the scorer, from the
+    timings the ingestion driver records (forward time by CUDA events, without synchronising).
+
+Writes DIR/gpu_measure.json (everything) and DIR/gpu_measure.md (a fragment for docs/BENCHMARKS.md), after
+every part, so an interrupted run keeps what it measured. Each part runs in try/except and records its
+error. A time budget (--max-minutes) is kept: the parts get deadlines, and table jobs that no longer fit are
+listed as skipped. `--device cpu` runs the same code on the CPU (a smoke test: figures mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Reference entries in the order they are measured when time is short: the small-object reference first
+# (part c needs its fp32 run), then one classifier and text detector each, then the rest.
+PRIORITY = ["fasterrcnn_small", "gtsnet", "mobilenet_v2", "craft_compact", "ghostnet", "shufflenet_v2_x0_5"]
+GPU_VARIANTS = ["fp32", "fp16", "compile"]
+CPU_VARIANTS = ["fp32", "int8-cpu"]
+MODULES = [
+    "torch",
+    "torchvision",
+    "numpy",
+    "PIL",
+    "sqlalchemy",
+    "alembic",
+    "typer",
+    "rich",
+    "safetensors",
+    "sklearn",
+    "pycocotools",
+    "faster_coco_eval",
+    "cv2",
+    "onnxruntime",
+    "torchao",
+]
+
+
+class Budget:
+    def __init__(self, seconds: float):
+        self.start = time.monotonic()
+        self.seconds = seconds
+
+    def left(self) -> float:
+        return self.seconds - (time.monotonic() - self.start)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
+
+
+# (a) latency agreement --------------------------------------------------------------------------------------
+
+
+def event_loop_ms(fn: Any, device: str, iters: int = 200, blocks: int = 5, warmup: int = 50) -> float:
+    """Median over blocks of (block time / iterations): CUDA events around whole blocks, on CPU the clock."""
+    import torch
+
+    for _ in range(warmup):
+        fn()
+    per_iter = []
+    for _ in range(blocks):
+        if device == "cuda":
+            torch.cuda.synchronize()
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(iters):
+                fn()
+            end.record()
+            end.synchronize()
+            per_iter.append(start.elapsed_time(end) / iters)
+        else:
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            per_iter.append((time.perf_counter() - t0) * 1000 / iters)
+    return statistics.median(per_iter)
+
+
+def part_latency(device: str, profile_name: str, archs: list[str], dtypes: list[str]) -> dict[str, Any]:
+    import torch
+    import torch.utils.benchmark as benchmark
+    import torchvision
+
+    from harness.measure.environment import clock_noise_reasons, read_sm_clock
+    from harness.measure.latency import PROFILES, time_callable
+
+    profile = PROFILES[profile_name]
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shape, as in the harness's performance pass
+    rows = []
+    for arch in archs:
+        for dtype_name in dtypes:
+            row: dict[str, Any] = {"model": arch, "dtype": dtype_name, "batch_size": 1, "input": "3x224x224"}
+            try:
+                torch.manual_seed(0)
+                model = getattr(torchvision.models, arch)(weights=None).eval().to(device)
+                x = torch.randn(1, 3, 224, 224, device=device)
+                if dtype_name == "fp16":
+                    model, x = model.half(), x.half()
+                with torch.inference_mode():
+
+                    def fn(model: Any = model, x: Any = x) -> Any:
+                        return model(x)
+
+                    summaries = [time_callable(fn, profile, "device", 1, device) for _ in range(3)]
+                    loop_ms = event_loop_ms(fn, device)
+                    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn})
+                    bench_ms = timer.blocked_autorange(min_run_time=2.0).median * 1000
+                    clocks = read_sm_clock(torch.cuda.current_device(), fn) if device == "cuda" else None
+                harness_ms = [s.ranked_ms for s in summaries]
+                median_harness = statistics.median(harness_ms)
+                row.update(
+                    {
+                        "harness_ranked_ms": harness_ms,
+                        "harness_cv": [s.cv for s in summaries],
+                        "harness_noise_reasons": [s.noise_reasons for s in summaries],
+                        "harness_iterations": [s.iterations for s in summaries],
+                        "independent_event_loop_ms": loop_ms,
+                        "torch_utils_benchmark_ms": bench_ms,
+                        "diff_vs_event_loop_pct": 100 * (median_harness - loop_ms) / loop_ms,
+                        "diff_vs_torch_benchmark_pct": 100 * (median_harness - bench_ms) / bench_ms,
+                        "repeat_spread_pct": 100 * (max(harness_ms) - min(harness_ms)) / median_harness,
+                        "clocks_after": clocks,
+                        "clock_noise": clock_noise_reasons(None, clocks),
+                    }
+                )
+                row["within_3pct_of_independent"] = abs(row["diff_vs_event_loop_pct"]) <= 3.0
+                row["three_runs_within_2pct"] = row["repeat_spread_pct"] <= 2.0
+                del model, x
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+            except Exception as exc:
+                row.update(_error(exc))
+            rows.append(row)
+    return {"profile": profile_name, "rows": rows}
+
+
+# (b) compression table, (c) accuracy-pass overhead ----------------------------------------------------------
+
+
+def reference_entries() -> list[dict[str, Any]]:
+    """Entries of the reference submissions present in submissions/, in measuring order; entries marked
+    `queue = false` (untrained, latency only) last."""
+    entries = []
+    for toml_path in sorted((ROOT / "submissions").glob("*/pyproject.toml")):
+        data = tomllib.loads(toml_path.read_text())
+        tool = data.get("tool", {}).get("harness", {})
+        names = data.get("project", {}).get("entry-points", {}).get("harness.submissions", {})
+        options = tool.get("entry", {})
+        for name in names:
+            queued = options.get(name, {}).get("queue", True) is not False
+            entries.append(
+                {"name": name, "folder": str(toml_path.parent), "track": tool.get("track"), "queued": queued}
+            )
+    order = {name: i for i, name in enumerate(PRIORITY)}
+    return sorted(entries, key=lambda e: (not e["queued"], order.get(e["name"], len(order)), e["name"]))
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float) -> tuple[int | None, str, str]:
+    """`python -m harness.cli ARGS`; on timeout an interrupt first (the CLI then stops its sandboxed child
+    and releases its claim), a kill after 20 s."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        out, err = proc.communicate(timeout=max(1.0, timeout))
+        return proc.returncode, out, err
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        return None, out, err + f"\n[gpu_measure] stopped after {timeout:.0f} s (time budget)"
+
+
+def table_row(run: dict[str, Any]) -> dict[str, Any]:
+    lat = run.get("latency") or {}
+    e2e = run.get("latency_e2e") or {}
+    details = run.get("details") or {}
+    sweep = details.get("throughput") or {}
+    info = details.get("variant_info") or {}
+    return {
+        "run_id": run.get("run_id"),
+        "submission": run.get("submission"),
+        "track": run.get("track"),
+        "variant": run.get("variant"),
+        "device": run.get("device"),
+        "status": run.get("status"),
+        "error": (run.get("error") or "")[:400] or None,
+        "primary_metric": run.get("primary_metric"),
+        "metric": (run.get("metrics") or {}).get(run.get("primary_metric")),
+        "metrics": run.get("metrics"),
+        "p50_ms": lat.get("ranked_ms"),
+        "p90_ms": lat.get("p90_ms"),
+        "e2e_p50_ms": e2e.get("ranked_ms"),
+        "noisy": lat.get("noisy"),
+        "noise_reasons": lat.get("noise_reasons"),
+        "throughput_per_s": sweep.get("best_samples_per_s"),
+        "throughput_batch": sweep.get("best_batch_size"),
+        "sweep_stopped": sweep.get("stopped"),
+        "bytes": run.get("bytes"),
+        "params": run.get("params"),
+        "peak_memory_bytes": details.get("peak_memory_bytes"),
+        "crosscheck_consistent": (details.get("crosscheck") or {}).get("consistent"),
+        "int8_flow": (info.get("int8") or {}).get("flow"),
+        "timings": details.get("timings"),
+        "hardware_class": run.get("hardware_class"),
+    }
+
+
+def overhead(row: dict[str, Any]) -> dict[str, Any]:
+    """Part (c) from the stored timings of one run."""
+    t = row.get("timings") or {}
+    accuracy, forward, scoring = t.get("accuracy_s"), t.get("accuracy_forward_s"), t.get("scoring_s")
+    if not accuracy or forward is None or scoring is None:
+        return {"error": "the run has no accuracy-pass timings", "timings": t}
+    total = accuracy + scoring
+    return {
+        "run_id": row["run_id"],
+        "accuracy_s": accuracy,
+        "accuracy_forward_s": forward,
+        "accuracy_forward_host_s": t.get("accuracy_forward_host_s"),
+        "accuracy_preprocess_s": t.get("accuracy_preprocess_s"),
+        "accuracy_postprocess_s": t.get("accuracy_postprocess_s"),
+        "accuracy_wait_s": t.get("accuracy_wait_s"),
+        "accuracy_validate_s": t.get("accuracy_validate_s"),
+        "save_predictions_s": t.get("save_predictions_s"),
+        "scoring_s": scoring,
+        "outside_fraction": 1.0 - (forward + scoring) / total,
+        "outside_forward_fraction_of_accuracy_pass": 1.0 - forward / accuracy,
+        "within_10pct": 1.0 - (forward + scoring) / total <= 0.10,
+    }
+
+
+def part_table(
+    device: str, profile: str, budget: Budget, reserve_s: float, log: Any, only: list[str]
+) -> dict[str, Any]:
+    entries = [e for e in reference_entries() if not only or e["name"] in only]
+    home = Path(tempfile.mkdtemp(prefix="gpu-measure-home-"))
+    env = {
+        **os.environ,
+        "HARNESS_HOME": str(home),
+        "HARNESS_DB_URL": f"sqlite:///{home / 'harness.db'}",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
+    gpu = device == "cuda"
+    jobs: list[tuple[dict[str, Any], str, list[str]]] = []
+    first = [e for e in entries if e["name"] == "fasterrcnn_small"]
+    if first and gpu:
+        jobs.append((first[0], "cuda", ["fp32"]))
+    queued = [e for e in entries if e["queued"]]
+    for entry in queued:
+        variants = [v for v in GPU_VARIANTS if not (gpu and entry["name"] == "fasterrcnn_small" and v == "fp32")]
+        jobs.append((entry, "cuda" if gpu else "cpu", variants if gpu else ["fp32"]))
+    for entry in sorted(queued, key=lambda e: e["track"] != "classification"):
+        jobs.append((entry, "cpu", CPU_VARIANTS))
+    if gpu:  # untrained entries (e.g. the published CRAFT VGG16-BN): their latency only
+        jobs.extend((entry, "cuda", GPU_VARIANTS) for entry in entries if not entry["queued"])
+    submitted: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    attempts: list[dict[str, Any]] = []
+    for entry, job_device, variants in jobs:
+        left = budget.left() - reserve_s
+        label = f"{entry['name']} {job_device} {','.join(variants)}"
+        if left < 20:
+            attempts.append({"job": label, "skipped": "time budget"})
+            continue
+        folder = entry["folder"]
+        if folder not in submitted:
+            code, out, err = run_cli(["submit", folder, "--json"], env, left)
+            submitted[folder] = {"code": code, "stderr": err[-2000:]}
+            log(f"submit {folder}: exit {code}")
+            if code != 0:
+                attempts.append({"job": f"submit {folder}", "exit": code, "stderr": err[-2000:]})
+                continue
+        if submitted[folder]["code"] != 0:
+            attempts.append({"job": label, "skipped": "its submission failed to submit"})
+            continue
+        args = ["evaluate", "--track", entry["track"], "-s", entry["name"], "--device", job_device]
+        args += [a for v in variants for a in ("-v", v)] + ["--profile", profile, "--json"]
+        started = time.monotonic()
+        code, out, err = run_cli(args, env, budget.left() - reserve_s)
+        attempt = {"job": label, "exit": code, "wall_s": round(time.monotonic() - started, 1)}
+        try:
+            runs = json.loads(out) if out.strip() else []
+        except ValueError:
+            runs = []
+            attempt["stdout"] = out[-2000:]
+        if code != 0:
+            attempt["stderr"] = err[-3000:]
+        attempts.append(attempt)
+        for run in runs:
+            rows.append({**table_row(run), "untrained": not entry["queued"]})
+        log(f"{label}: exit {code}, {len(runs)} run(s), {attempt['wall_s']} s")
+    result: dict[str, Any] = {"profile": profile, "home": str(home), "rows": rows, "attempts": attempts}
+    small = [
+        r for r in rows if r["submission"] == "fasterrcnn_small" and r["variant"] == "fp32" and r["status"] == "ok"
+    ]
+    small = [r for r in small if r["device"] == "cuda"] or small
+    result["overhead"] = overhead(small[0]) if small else {"error": "no finished fp32 run of fasterrcnn_small"}
+    return result
+
+
+# report -----------------------------------------------------------------------------------------------------
+
+
+def _f(value: Any, fmt: str = "{:.3f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report.get("environment", {})
+    lines = [
+        f"## GPU measurements ({env.get('gpu_name', report.get('device'))})",
+        "",
+        f"Command: `{report['command']}` ({report['started']}, {report.get('wall_s', 0):.0f} s).",
+        f"Hardware class `{env.get('hardware_class', '?')}`; driver {env.get('driver', '?')}, CUDA "
+        f"{env.get('cuda', '?')}, cuDNN {env.get('cudnn', '?')}, torch {env.get('torch', '?')}, power limit "
+        f"{env.get('power_limit_w', '?')} W, SM clock max {env.get('sm_clock_max_mhz', '?')} MHz, ECC "
+        f"{env.get('ecc', '?')}, MIG {env.get('mig', '?')}.",
+        "",
+    ]
+    latency = report["parts"].get("latency", {})
+    lines += [
+        "### Device latency at batch 1: harness vs independent measurements",
+        "",
+        f"Harness: `time_callable` with the `{latency.get('profile', '?')}` profile, three times; independent: a "
+        "CUDA-event loop (one event pair per block of 200 iterations, median of 5 blocks) and "
+        "`torch.utils.benchmark` (`blocked_autorange`, median). Random weights, 3x224x224 input on the GPU.",
+        "",
+        "| model | dtype | harness ms (3 runs) | spread | event loop ms | Δ | torch.utils.benchmark ms | Δ |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in latency.get("rows", []):
+        if "error" in row:
+            lines.append(f"| {row['model']} | {row['dtype']} | error: {row['error'][:200]} | | | | | |")
+            continue
+        runs = ", ".join(f"{v:.3f}" for v in row["harness_ranked_ms"])
+        lines.append(
+            f"| {row['model']} | {row['dtype']} | {runs} | {row['repeat_spread_pct']:.2f}% | "
+            f"{row['independent_event_loop_ms']:.3f} | {row['diff_vs_event_loop_pct']:+.2f}% | "
+            f"{row['torch_utils_benchmark_ms']:.3f} | {row['diff_vs_torch_benchmark_pct']:+.2f}% |"
+        )
+    if "error" in latency:
+        lines.append(f"\nPart (a) failed: {latency['error']}")
+    table = report["parts"].get("table", {})
+    lines += [
+        "",
+        "### Compression table: each variant re-measured on the test split",
+        "",
+        f"`harness evaluate --profile {table.get('profile', '?')}` per submission and device, in a fresh "
+        "HARNESS_HOME. Latency: device (model only) median of repeat medians at batch 1; throughput: best of "
+        "the batch-size sweep.",
+        "",
+        "| submission | variant | device | status | metric | p50 ms | p90 ms | e2e p50 ms | best/s (batch) | bytes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in table.get("rows", []):
+        metric = f"{row['primary_metric']} {row['metric']:.4f}" if row["metric"] is not None else "-"
+        status = row["status"] if row["status"] == "ok" else f"{row['status']}: {(row['error'] or '')[:120]}"
+        if row.get("untrained"):
+            metric = "untrained: latency only"
+        noisy = "*" if row.get("noisy") else ""
+        flow = f" ({row['int8_flow']})" if row.get("int8_flow") else ""
+        throughput = (
+            f"{row['throughput_per_s']:.0f} ({row['throughput_batch']})" if row.get("throughput_per_s") else "-"
+        )
+        size = f"{row['bytes'] / 2**20:.2f} MiB" if row.get("bytes") else "-"
+        lines.append(
+            f"| {row['submission']} | {row['variant']}{flow} | {row['device']} | {status} | {metric} | "
+            f"{_f(row['p50_ms'])}{noisy} | {_f(row['p90_ms'])} | {_f(row['e2e_p50_ms'])} | {throughput} | {size} |"
+        )
+    skipped = [a["job"] for a in table.get("attempts", []) if a.get("skipped")]
+    if skipped:
+        lines.append(f"\nNot measured (time budget or failed submit): {', '.join(skipped)}.")
+    if "error" in table:
+        lines.append(f"\nPart (b) failed: {table['error']}")
+    lines.append("\n`*` noisy latency (reasons in gpu_measure.json).")
+    over = table.get("overhead", {})
+    lines += ["", "### Accuracy pass of the small-object reference: time outside the model and the scorer", ""]
+    if not over or "error" in over:
+        lines.append(f"Not measured: {over.get('error', 'part (b) did not run')}")
+    else:
+        lines += [
+            "| accuracy pass s | forward s (CUDA events) | scorer s | outside forward+scorer | preprocess s | "
+            "postprocess s | waiting for decoded images s |",
+            "|---|---|---|---|---|---|---|",
+            f"| {over['accuracy_s']:.3f} | {over['accuracy_forward_s']:.3f} | {over['scoring_s']:.3f} | "
+            f"{100 * over['outside_fraction']:.1f}% | {_f(over.get('accuracy_preprocess_s'))} | "
+            f"{_f(over.get('accuracy_postprocess_s'))} | {_f(over.get('accuracy_wait_s'))} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="Folder for gpu_measure.json and gpu_measure.md.")
+    parser.add_argument("--max-minutes", type=float, default=8.0, help="Wall-time budget of the whole script.")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a smoke test only.")
+    parser.add_argument("--latency-profile", default="short", help="Harness profile for part (a).")
+    parser.add_argument("--table-profile", default="quick", help="Harness profile for part (b).")
+    parser.add_argument("--parts", default="latency,table", help="Comma-separated: latency, table.")
+    parser.add_argument("--submissions", default="", help="Comma-separated entry names (default: all present).")
+    args = parser.parse_args(argv)
+    budget = Budget(args.max_minutes * 60)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "device": args.device,
+        "python": platform.python_version(),
+        "parts": {},
+    }
+
+    def log(message: str) -> None:
+        print(f"[{budget.elapsed():6.1f} s] {message}", flush=True)
+
+    def save() -> None:
+        report["wall_s"] = budget.elapsed()
+        (args.out / "gpu_measure.json").write_text(json.dumps(report, indent=1, default=str))
+        try:
+            text = markdown(report)
+        except Exception as exc:  # the JSON has everything; the fragment must not take it down
+            text = f"Rendering the Markdown fragment failed: {type(exc).__name__}: {exc}\n"
+        (args.out / "gpu_measure.md").write_text(text)
+
+    modules = {}
+    for name in MODULES:
+        try:
+            __import__(name)
+            modules[name] = "ok"
+        except Exception as exc:
+            modules[name] = f"missing: {type(exc).__name__}: {exc}"
+    report["modules"] = modules
+    try:
+        from harness.measure.environment import fingerprint, hardware_class
+
+        env = fingerprint(args.device)
+        env["hardware_class"] = hardware_class(env)
+        report["environment"] = env
+    except Exception as exc:
+        report["environment"] = _error(exc)
+    save()
+    parts = args.parts.split(",")
+    if "latency" in parts:
+        log("part (a): latency agreement")
+        try:
+            small = args.device == "cpu"
+            report["parts"]["latency"] = part_latency(
+                args.device,
+                "quick" if small else args.latency_profile,
+                ["mobilenet_v2"] if small else ["resnet50", "mobilenet_v2"],
+                ["fp32"] if small else ["fp32", "fp16"],
+            )
+        except Exception as exc:
+            report["parts"]["latency"] = _error(exc)
+        save()
+    if "table" in parts:
+        log("parts (b) and (c): compression table, accuracy-pass overhead")
+        try:
+            only = [name for name in args.submissions.split(",") if name]
+            report["parts"]["table"] = part_table(args.device, args.table_profile, budget, 15.0, log, only)
+        except Exception as exc:
+            report["parts"]["table"] = _error(exc)
+        save()
+    log(f"wrote {args.out / 'gpu_measure.json'} and {args.out / 'gpu_measure.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

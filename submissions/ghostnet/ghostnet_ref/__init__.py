@@ -1,0 +1,30 @@
+"""Classification reference submission: GhostNet, width 0.5 (harness.zoo), trained on the digits dataset.
+
+Trained by `submissions/train_classifiers.py`; the figures it reached are in ../README.md and metrics.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from harness.contract import BuildContext, ClassifierPredictor, wrap_classifier
+from harness.zoo.ghostnet import GhostNet
+from harness.zoo.weights import check_num_classes, load_weights
+
+NAME = "ghostnet"
+NUM_CLASSES = 10
+WIDTH = 0.5
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
+WEIGHTS = Path(__file__).parent / "weights.safetensors"
+
+
+def make_model(num_classes: int = NUM_CLASSES) -> nn.Module:
+    return GhostNet(num_classes=num_classes, width=WIDTH)
+
+
+def build(ctx: BuildContext) -> ClassifierPredictor:
+    model = make_model(check_num_classes(ctx.num_classes, NUM_CLASSES, NAME))
+    return wrap_classifier(load_weights(model, WEIGHTS), MEAN, STD)
