@@ -86,9 +86,9 @@ def sidebar() -> None:
     is kept when the reader moves between pages."""
     cards = all_cards()
     names = list(cards)
-    if "track" not in st.session_state:
-        wanted = st.query_params.get("track")
-        st.session_state["track"] = wanted if wanted in cards else _busiest_track(names)
+    wanted = st.query_params.get("track") if "track" not in st.session_state else None
+    if st.session_state.get("track") not in cards:
+        keep_choice("track", names, wanted if wanted in cards else _busiest_track(names))
     st.sidebar.selectbox(
         "Track", names, key="track", format_func=lambda name: f"{cards[name].title} ({cards[name].key})"
     )
@@ -116,7 +116,8 @@ def board() -> Board:
     """The page's store and track; shows what to run instead of the page (and stops it) when the store holds
     no finished run of the track's current version."""
     url = db_url()
-    card = all_cards()[st.session_state.get("track") or next(iter(all_cards()))]
+    cards = all_cards()
+    card = cards.get(st.session_state.get("track"), next(iter(cards.values())))
     try:
         counts = track_versions(url)
     except queries.StoreMissing as exc:

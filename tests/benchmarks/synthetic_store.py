@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +175,17 @@ def _shaping_digest(submissions: int) -> str:
     ]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def synthetic_cache_dir(config: object) -> Path:
+    """pytest's cache folder when the cache plugin is on, else one in the system temp folder (`make test` runs
+    with `-p no:cacheprovider`): the store costs minutes to build, so it outlives a session either way."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("leaderboard-synthetic"))
+    folder = Path(tempfile.gettempdir()) / "harness-test-cache" / "leaderboard-synthetic"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def cached_synthetic_store(cache_dir: Path, submissions: int = SUBMISSIONS) -> SyntheticStore:

@@ -183,6 +183,6 @@ def leaderboard_env(seeded_store: SeededStore, monkeypatch: pytest.MonkeyPatch) 
 @pytest.fixture(scope="session")
 def synthetic_store(request: pytest.FixtureRequest):
     """The large SYNTHETIC store of the speed benchmarks (see tests/benchmarks/synthetic_store.py)."""
-    from tests.benchmarks.synthetic_store import cached_synthetic_store
+    from tests.benchmarks.synthetic_store import cached_synthetic_store, synthetic_cache_dir
 
-    return cached_synthetic_store(Path(request.config.cache.mkdir("leaderboard-synthetic")))
+    return cached_synthetic_store(synthetic_cache_dir(request.config))
