@@ -196,3 +196,35 @@ def test_concurrent_finishers_share_one_new_environment_row(pg_url):
     assert len({r.environment_id for r in runs}) == 1
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM environments")).scalar() == 1
+
+
+def test_non_finite_floats_in_json_columns_are_stored_as_null(pg_url):
+    """PostgreSQL's json type refuses NaN (SQLite's text does not): a NaN timing must not fail the write."""
+    store = Store(pg_url)
+    run_id = _claim(store, idempotency_key("nan"), _submission(store))
+    details = {"timings": {"accuracy_s": float("nan"), "load_s": 0.25}, "spread": [1.0, float("inf")]}
+    store.finish_run(run_id, RunOutcome(status="ok", metrics={"top1": float("nan")}, details=details))
+    run = store.get_run(run_id)
+    assert run.details == {"timings": {"accuracy_s": None, "load_s": 0.25}, "spread": [1.0, None]}
+    assert np.isnan(run.metrics[0].value), "a float column keeps NaN"
+
+
+def test_one_claimer_wins_a_stale_claim_among_concurrent_reclaimers(pg_url):
+    store = Store(pg_url)
+    sub_id = _submission(store)
+    key = idempotency_key("stale-contended")
+    stale = _claim(store, key, sub_id)
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with store.session() as s:
+        s.get(Run, stale).pid = int(exited.stdout)
+    barrier = threading.Barrier(8)
+
+    def reclaim(_: int) -> int | None:
+        barrier.wait()
+        return _claim(store, key, sub_id)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        claims = list(pool.map(reclaim, range(8)))
+    winners = [c for c in claims if c is not None]
+    assert len(winners) == 1 and winners[0] != stale
+    assert [r.id for r in store.runs()] == winners
