@@ -1,7 +1,7 @@
 """The leaderboard in a real browser: `harness serve` on loopback, every page opened in headless Chromium
 (Debian's `chromium`, driven by Playwright), its table rows and charts checked, screenshots saved to
 `test-artifacts/leaderboard/`. Also the page timings on the large synthetic store (1,000 submissions x 3
-variants) that docs/BENCHMARKS-leaderboard.md reports.
+variants) that docs/BENCHMARKS.md (leaderboard section) reports.
 
 Skipped, with the reason, where Chromium or Playwright is absent (`scripts/install_chromium.sh` installs it).
 """
