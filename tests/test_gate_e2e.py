@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
-SLOWDOWN = '''
+SLOWDOWN = """
 
 import time as _time
 
@@ -27,7 +27,7 @@ def build(ctx):  # noqa: F811  (the slowed copy wraps the reference's build)
 
     predictor.forward = slow_forward
     return predictor
-'''
+"""
 
 
 @pytest.mark.slow
@@ -50,8 +50,16 @@ def test_gate_catches_a_slowed_copy(harness_env, tmp_path):
     assert run_cli("export", str(baseline["run_id"]), "-o", str(exported), env=harness_env).returncode == 0
     report = tmp_path / "gate.md"
     result = run_cli(
-        "gate", "--baseline", str(exported), "--candidate", str(candidate["run_id"]),
-        "--format", "markdown", "-o", str(report), env=harness_env,
+        "gate",
+        "--baseline",
+        str(exported),
+        "--candidate",
+        str(candidate["run_id"]),
+        "--format",
+        "markdown",
+        "-o",
+        str(report),
+        env=harness_env,
     )
     assert result.returncode == 1, result.stdout + result.stderr
     markdown = report.read_text()
@@ -59,8 +67,16 @@ def test_gate_catches_a_slowed_copy(harness_env, tmp_path):
 
     junit = tmp_path / "gate.xml"
     result = run_cli(
-        "gate", "--baseline", str(baseline["run_id"]), "--candidate", str(candidate["run_id"]),
-        "--format", "junit", "-o", str(junit), env=harness_env,
+        "gate",
+        "--baseline",
+        str(baseline["run_id"]),
+        "--candidate",
+        str(candidate["run_id"]),
+        "--format",
+        "junit",
+        "-o",
+        str(junit),
+        env=harness_env,
     )
     assert result.returncode == 1
     root = ET.parse(junit).getroot()
@@ -70,5 +86,7 @@ def test_gate_catches_a_slowed_copy(harness_env, tmp_path):
     assert any("latency" in name for name in failed)
 
     # The same run against itself passes.
-    same = run_cli("gate", "--baseline", str(baseline["run_id"]), "--candidate", str(baseline["run_id"]), env=harness_env)
+    same = run_cli(
+        "gate", "--baseline", str(baseline["run_id"]), "--candidate", str(baseline["run_id"]), env=harness_env
+    )
     assert same.returncode == 0, same.stdout
