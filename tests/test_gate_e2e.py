@@ -85,8 +85,10 @@ def test_gate_catches_a_slowed_copy(harness_env, tmp_path):
     failed = [case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None]
     assert any("latency" in name for name in failed)
 
-    # The same run against itself passes.
+    # The same run against itself never fails: it passes, or, with the quick profile's 3 repeats on a loaded
+    # machine, the interval is too wide to say (exit 3, "inconclusive: too noisy").
     same = run_cli(
         "gate", "--baseline", str(baseline["run_id"]), "--candidate", str(baseline["run_id"]), env=harness_env
     )
-    assert same.returncode == 0, same.stdout
+    assert same.returncode in (0, 3), same.stdout
+    assert "[pass] primary metric" in same.stdout
