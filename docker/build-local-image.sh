@@ -81,7 +81,6 @@ tar -C "$ROOTFS" --numeric-owner -cf "$WORK/rootfs.tar" .
 echo "root filesystem: $(du -sh "$WORK/rootfs.tar" | cut -f1)"
 docker import \
     --change "LABEL org.harness.python=host" \
-    --change "LABEL org.harness.user=${SANDBOX_UID}:${SANDBOX_UID}" \
     --change "USER ${SANDBOX_UID}:${SANDBOX_UID}" \
     --change "WORKDIR /tmp" \
     --change "ENV HOME=/tmp" \

@@ -1,9 +1,12 @@
 """The docker runner: the ingestion step of one job in a locked-down container, whose output is not trusted.
 
 Isolation (the `docker run` flags)
-    `--network none`, `--read-only` root, a non-root `--user` (10001 by default), `--cap-drop ALL`,
-    `--security-opt no-new-privileges`, `--pids-limit`, `--memory` with an equal `--memory-swap` (no swap),
-    `--cpus`, `--ulimit core=0,nofile`, a private IPC namespace, `--log-driver none` (the runner reads the
+    `--network none`, `--read-only` root, a non-root `--user` of its own (a fresh uid per run, from
+    `SANDBOX_UIDS`, so that concurrent sandboxes share nothing, not even a process count), `--cap-drop ALL`,
+    `--security-opt no-new-privileges`, `--pids-limit` and an equal `--ulimit nproc` (the rlimit is checked
+    early in fork, so a fork bomb's failed forks cost nothing, while a failed fork that only the pids cgroup
+    refuses has already copied the whole address space), `--memory` with an equal `--memory-swap` (no
+    swap), `--cpus`, `--ulimit core=0,nofile`, a private IPC namespace, `--log-driver none` (the runner reads the
     container's streams itself, so a flood of output never reaches the daemon's log files on disk), and
     `--gpus device=N` for a `cuda:N` job (the container sees that one GPU as cuda:0).
 
@@ -69,6 +72,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import stat
@@ -91,9 +95,8 @@ from harness.runners.ingest import IngestJob
 MIB = 1 << 20
 DEFAULT_IMAGE = "harness-sandbox:local"
 PYTHON_LABEL = "org.harness.python"  # "host": mount the host's interpreter; else the interpreter's path in the image
-USER_LABEL = "org.harness.user"
 CONTAINER_LABEL = "org.harness.sandbox"  # on every container this runner starts
-DEFAULT_USER = "10001:10001"
+SANDBOX_UIDS = range(200_000, 300_000)  # above the usual subordinate-uid ranges of user namespaces (100000+65536)
 HARNESS_MOUNT = "/opt/harness"
 MARKER_FD = 3
 FRAME_PREFIX = b"HARNESS-SUPERVISOR "
@@ -166,7 +169,6 @@ class DockerLimits:
 class SandboxImage:
     name: str
     python: str  # "host" or the interpreter's path inside the image
-    user: str
 
 
 @dataclass
@@ -239,10 +241,7 @@ def inspect_image(image: str, docker: str = "docker") -> SandboxImage:
             f"docker image `{image}` has no label {PYTHON_LABEL}",
             "build the sandbox image with docker/build-local-image.sh or docker/Dockerfile.gpu",
         )
-    user = labels.get(USER_LABEL) or DEFAULT_USER
-    if user.split(":")[0] in ("0", "root"):
-        raise HarnessError(f"docker image `{image}` asks for the root user", f"label it {USER_LABEL}={DEFAULT_USER}")
-    return SandboxImage(image, python, user)
+    return SandboxImage(image, python)
 
 
 class DockerRunner:
@@ -305,8 +304,7 @@ class DockerRunner:
     def command(self, job: IngestJob, name: str, job_file: Path, inner: list[str] | None = None) -> list[str]:
         """The full `docker run` command line for one job (or, with `inner`, for a self-test)."""
         limits = self.limits
-        user = self.image.user
-        uid, _, gid = user.partition(":")
+        uid = random.SystemRandom().choice(SANDBOX_UIDS)
         cpus = limits.cpus or max(1, job.threads)
         python = sys.executable if self.image.python == "host" else self.image.python
         argv = [
@@ -320,7 +318,7 @@ class DockerRunner:
             "none",
             "--read-only",
             "--user",
-            user,
+            f"{uid}:{uid}",
             "--cap-drop",
             "ALL",
             "--security-opt",
@@ -334,6 +332,8 @@ class DockerRunner:
             "--cpus",
             f"{cpus:g}",
             "--ulimit",
+            f"nproc={limits.pids}:{limits.pids}",
+            "--ulimit",
             "core=0",
             "--ulimit",
             f"nofile={limits.nofile}:{limits.nofile}",
@@ -346,7 +346,7 @@ class DockerRunner:
             "--workdir",
             "/tmp",
             "--tmpfs",
-            f"/out:rw,nosuid,nodev,noexec,size={limits.output_bytes},mode=0700,uid={uid},gid={gid or uid}",
+            f"/out:rw,nosuid,nodev,noexec,size={limits.output_bytes},mode=0700,uid={uid},gid={uid}",
             "--tmpfs",
             f"/tmp:rw,nosuid,nodev,size={limits.tmp_bytes},mode=1777",
         ]

@@ -197,16 +197,14 @@ def write_store(images, outputs):
 
 
 def fork_bomb(images, outputs):
-    """Every process forks on until the pids limit stops it; the parent's failed fork ends the run. (A failed
-    fork of a process holding torch costs milliseconds of page-table copying, so the children pause between
-    attempts: a bomb that spins without pausing saturates the container's CPU quota and ends as a timeout.)"""
+    """Every process forks on until the process limit stops it; the parent's failed fork ends the run."""
     while True:
         if os.fork() == 0:
             while True:
                 try:
                     os.fork()
                 except OSError:
-                    time.sleep(5)
+                    time.sleep(0.1)
 
 
 def hoard_memory(images, outputs):

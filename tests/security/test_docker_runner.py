@@ -14,7 +14,6 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.runners.docker import (
-    DEFAULT_USER,
     PHASES,
     DockerLimits,
     DockerRunner,
@@ -240,9 +239,7 @@ def test_command_locks_the_sandbox_down(tmp_path, monkeypatch):
     (split / "inputs").mkdir(parents=True)
     site = home / "sites" / "abc"
     site.mkdir(parents=True, mode=0o700)
-    runner = DockerRunner(
-        SandboxImage("harness-sandbox:local", "host", DEFAULT_USER), DockerLimits(memory="1g", pids=99)
-    )
+    runner = DockerRunner(SandboxImage("harness-sandbox:local", "host"), DockerLimits(memory="1g", pids=99))
     job = _job(tmp_path, site_dir=str(site), inputs_dir=str(split / "inputs"), device="cuda:1")
     (tmp_path / "job.json").write_text("{}")
     argv = runner.command(job, "harness-x", tmp_path / "job.json")
@@ -250,16 +247,19 @@ def test_command_locks_the_sandbox_down(tmp_path, monkeypatch):
     for flag in (
         "--network none",
         "--read-only",
-        f"--user {DEFAULT_USER}",
         "--cap-drop ALL",
         "--security-opt no-new-privileges",
         "--pids-limit 99",
+        "--ulimit nproc=99:99",
         "--memory 1g --memory-swap 1g",
         "--cpus 2",
         "--log-driver none",
         "--gpus device=1",
     ):
         assert flag in text, flag
+    uid = int(argv[argv.index("--user") + 1].split(":")[0])
+    assert argv[argv.index("--user") + 1] == f"{uid}:{uid}" and uid >= 200_000  # a fresh non-root uid per run
+    assert f"uid={uid},gid={uid}" in text  # owns its /out
     mounts = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--mount"]
     assert all(m.endswith(",readonly") for m in mounts)
     assert f"type=bind,source={split / 'inputs'},target=/inputs,readonly" in mounts
@@ -274,7 +274,7 @@ def test_a_mount_that_would_expose_the_store_is_refused(tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setenv("HARNESS_HOME", str(Path(sys.prefix) / "harness-home"))
-    runner = DockerRunner(SandboxImage("harness-sandbox:local", "host", DEFAULT_USER))
+    runner = DockerRunner(SandboxImage("harness-sandbox:local", "host"))
     with pytest.raises(HarnessError, match="would expose"):
         runner.mounts(_job(tmp_path), tmp_path / "job.json")
 

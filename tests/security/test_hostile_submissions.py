@@ -156,12 +156,14 @@ def test_attack_ends_with_its_reason(suite, name):
 
 
 def test_a_full_output_folder_never_reaches_the_hosts_disk(suite):
-    """flood_output fills /out and /tmp (tmpfs, 64 MiB each) with `flood.npz`: the driver cannot write its
+    """flood_output fills /out and /tmp (tmpfs, 64 MiB each) with `flood.npz`: the driver cannot finish its
     predictions, and the junk does not come back (only the driver's own files do, within the cap)."""
     run = suite.runs["flood_output"]
     assert "No space left on device" in run["log_tail"]
     run_dir = Path(suite.env["HARNESS_HOME"]) / "runs" / str(run["run_id"])
-    assert sorted(p.name for p in run_dir.iterdir()) == ["job.json"]
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert "flood.npz" not in names and set(names) <= {"job.json", "predictions.npz"}, names
+    assert sum(p.stat().st_size for p in run_dir.iterdir()) < 64 << 20
 
 
 def test_honest_submission_in_the_same_evaluate_succeeds(suite):
