@@ -59,7 +59,6 @@ class RemoteIngestResult(IngestResult):
     """An `IngestResult` that also says where it ran: the worker's fingerprint is the run's environment."""
 
     environment: dict[str, Any] | None = None
-    node_id: str | None = None
 
 
 def _option(value: Any, variable: str, default: Any, kind: type) -> Any:
@@ -285,7 +284,6 @@ class RayRunner:
             log_tail=payload["log_tail"],
             wall_s=payload["wall_s"],
             environment=payload["environment"],
-            node_id=payload["node_id"],
         )
         if self.expected_hardware_class and payload["environment"]:
             from harness.measure.environment import hardware_class
@@ -418,7 +416,6 @@ def _ingest_task(
         payload["files"] = {
             p.name: p.read_bytes() for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != "job.json"
         }
-        payload["node_id"] = ray.get_runtime_context().get_node_id()
         return payload
     finally:
         shutil.rmtree(attempt_dir, ignore_errors=True)

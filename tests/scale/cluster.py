@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,11 +101,11 @@ class RayCluster:
 
     def start(self, timeout_s: float = 240) -> RayCluster:
         self.temp_dir.mkdir(parents=True, exist_ok=True)
-        port = free_port(RAY_HOST)
-        self.address = f"{RAY_HOST}:{port}"
-        self._start(
-            "head",
-            [
+
+        def head_args() -> list[str]:
+            port = free_port(RAY_HOST)
+            self.address = f"{RAY_HOST}:{port}"
+            return [
                 "--head",
                 "--port",
                 str(port),
@@ -118,35 +119,52 @@ class RayCluster:
                 str(free_port(RAY_HOST)),
                 "--temp-dir",
                 str(self.temp_dir / "ray"),
-            ],
-        )
-        self._wait_for_nodes(1, timeout_s)
-        self._start(
-            "worker",
-            [
-                "--address",
-                self.address,
-                "--num-cpus",
-                str(self.worker_cpus),
-                "--resources",
-                json.dumps({GPU_STAND_IN: self.worker_gpus}),
-            ],
-        )
-        self._wait_for_nodes(2, timeout_s)
+            ]
+
+        def worker_args() -> list[str]:
+            resources = json.dumps({GPU_STAND_IN: self.worker_gpus})
+            return ["--address", self.address, "--num-cpus", str(self.worker_cpus), "--resources", resources]
+
+        self._start_node("head", head_args, 1, timeout_s)
+        self._start_node("worker", worker_args, 2, timeout_s)
         return self
 
-    def _wait_for_nodes(self, count: int, timeout_s: float) -> None:
+    def _start_node(self, name: str, args: Callable[[], list[str]], count: int, timeout_s: float) -> None:
+        """Ray gives a starting node a fixed 30 s to register with the GCS, which a busy machine can miss:
+        a node that gave up is cleared away and started again, three times at most."""
+        failure = ""
+        for _ in range(3):
+            self._start(name, args())
+            failure = self._wait_for_nodes(count, timeout_s)
+            if not failure:
+                return
+            self._discard(self.processes.pop(), self.logs.pop())
+        self.stop()
+        raise RuntimeError(failure)
+
+    def _wait_for_nodes(self, count: int, timeout_s: float) -> str:
+        """An empty string once `count` nodes are alive, else what went wrong."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for proc, log in zip(self.processes, self.logs, strict=True):
                 if proc.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"`ray start` exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+                    return f"`ray start` exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
             if self.alive_nodes() >= count:
-                return
+                return ""
             time.sleep(2)
-        self.stop()
-        raise RuntimeError(f"the Ray cluster did not reach {count} node(s) in {timeout_s:.0f} s")
+        return f"the Ray cluster did not reach {count} node(s) in {timeout_s:.0f} s"
+
+    def _discard(self, proc: subprocess.Popen, log: Path) -> None:
+        leftovers = _descendants(proc)
+        _signal_group(proc, signal.SIGKILL)  # also reaches its children when `ray start` itself has exited
+        proc.wait()
+        for child in leftovers:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(leftovers, timeout=10)
+        log.rename(log.with_suffix(f".failed-{proc.pid}.log"))
 
     def alive_nodes(self) -> int:
         """Nodes that `ray status` lists as active (it reads the GCS, so it works without the dashboard)."""
@@ -164,13 +182,7 @@ class RayCluster:
         return sum(int(line.split()[0]) for line in active.splitlines() if " node_" in line)
 
     def descendants(self) -> list[psutil.Process]:
-        found = []
-        for proc in self.processes:
-            try:
-                found.extend(psutil.Process(proc.pid).children(recursive=True))
-            except psutil.NoSuchProcess:
-                continue
-        return found
+        return [child for proc in self.processes for child in _descendants(proc)]
 
     def task_workers(self, function: str = "_ingest_task") -> list[psutil.Process]:
         """Ray worker processes of this cluster executing `function` right now (Ray titles them `ray::NAME`)."""
@@ -186,14 +198,13 @@ class RayCluster:
     def stop(self) -> None:
         leftovers = self.descendants()
         for proc in self.processes:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+            _signal_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + 5  # a graceful stop may hang on a lost node: then no more waiting
         for proc in self.processes:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
         for child in leftovers:
             try:
@@ -253,3 +264,18 @@ class PostgresServer:
 
 def _libpq_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _descendants(proc: subprocess.Popen) -> list[psutil.Process]:
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    """Signal the process group `ray start` leads (it was started in a session of its own)."""
+    try:
+        os.killpg(proc.pid, signum)
+    except ProcessLookupError:
+        pass
