@@ -30,6 +30,7 @@ VARIANTS = ["fp32", "channels-last"]
 @pytest.mark.ray
 @pytest.mark.postgres
 @pytest.mark.slow
+@pytest.mark.heavy_benchmark  # 7-12 min on 2 vCPUs: run on demand (-m heavy_benchmark), figures in docs/BENCHMARKS.md
 def test_500_jobs_through_ray_store_500_runs(ray_cluster, pg_env, tmp_path, capsys):
     names = [f"tiny_{i:03d}" for i in range(ENTRY_POINTS)]
     folder = make_submission(
