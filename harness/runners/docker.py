@@ -29,8 +29,11 @@ Getting the results out
     container's stdout a few JSON frames (the child's exit status, the cgroup's OOM-kill count) followed by a
     tar stream of the regular files in `/out`. The container's stdout belongs to the supervisor alone: the
     child never inherits it, the supervisor makes itself non-dumpable so that `/proc/1/fd` is closed to the
-    sandbox's user, and as PID 1 of its namespace it cannot be killed from inside. The host extracts only
-    regular files with plain relative names, within the output cap.
+    sandbox's user, and as PID 1 of its namespace it cannot be killed from inside. It runs the driver at nice
+    19, which inside the container's own CPU cgroup only ranks the submission below the supervisor (a fork
+    bomb cannot starve the clean-up); and it ends the container by itself past the time limit plus
+    `DEADLINE_GRACE_S`, should the runner on the host be gone. The host extracts only the driver's own files
+    (`OUTPUT_FILES`, regular files), within the output cap.
 
 Limits and the reasons they give
     wall time (`docker kill`; "timeout"), memory ("out of memory": the supervisor's count of the cgroup's OOM
@@ -101,6 +104,7 @@ HARNESS_MOUNT = "/opt/harness"
 MARKER_FD = 3
 FRAME_PREFIX = b"HARNESS-SUPERVISOR "
 MAX_FRAME_BYTES = 4096
+DEADLINE_GRACE_S = 30.0  # the supervisor's own deadline: the time limit plus this
 MAX_MARKERS = 64
 # What the driver writes into /out; anything else stays in the sandbox. Add a name here when the driver learns
 # to write another file.
@@ -301,8 +305,16 @@ class DockerRunner:
             _readable_by_sandbox(Path(host))
         return resolved
 
-    def command(self, job: IngestJob, name: str, job_file: Path, inner: list[str] | None = None) -> list[str]:
-        """The full `docker run` command line for one job (or, with `inner`, for a self-test)."""
+    def command(
+        self,
+        job: IngestJob,
+        name: str,
+        job_file: Path,
+        inner: list[str] | None = None,
+        deadline_s: float = 3600.0,
+    ) -> list[str]:
+        """The full `docker run` command line for one job (or, with `inner`, for a self-test). `deadline_s`:
+        the supervisor ends the container by itself after this long, should the host's runner die."""
         limits = self.limits
         uid = random.SystemRandom().choice(SANDBOX_UIDS)
         cpus = limits.cpus or max(1, job.threads)
@@ -379,6 +391,8 @@ class DockerRunner:
             "/job/job.json",
             "--output-limit",
             str(limits.output_bytes),
+            "--deadline",
+            f"{deadline_s:.0f}",
         ]
 
     # one run ------------------------------------------------------------------------------------------
@@ -393,7 +407,7 @@ class DockerRunner:
             job_file = staging / "job.json"
             self.container_job(job).dump(job_file)
             job_file.chmod(0o644)
-            argv = self.command(job, name, job_file)
+            argv = self.command(job, name, job_file, deadline_s=time_limit_s + DEADLINE_GRACE_S)
             self._run_container(argv, name, out_dir, time_limit_s, session)
         finally:
             _quiet([self.docker, "rm", "--force", "--volumes", name])
@@ -449,6 +463,11 @@ class DockerRunner:
     def _outcome(self, job: IngestJob, session: SessionRecord, time_limit_s: float) -> IngestResult:
         out_dir = Path(job.out_dir)
         tail = session.tail_text()
+        if session.exit is not None:
+            times = [session.exit.get(k) for k in ("ingestion_s", "cleanup_s")]
+            if all(isinstance(t, float) for t in times):
+                code = session.exit.get("returncode")
+                tail += f"\n[sandbox] exit {code} after {times[0]:.1f} s; clean-up {times[1]:.1f} s"
 
         def failed(message: str, unavailable: bool = False) -> IngestResult:
             return IngestResult(False, out_dir, message, unavailable=unavailable, log_tail=tail, wall_s=session.wall_s)
@@ -954,9 +973,14 @@ def _write_tar(out_dir: Path, stream: IO[bytes], max_bytes: int) -> None:
                     tar.addfile(member, fh)
 
 
-def supervise(job_path: str, output_limit: int, out_dir: str = "/out") -> int:
-    """Run the ingestion driver as a child and hand its output folder to the host (see the module docstring)."""
+def supervise(job_path: str, output_limit: int, deadline_s: float, out_dir: str = "/out") -> int:
+    """Run the ingestion driver as a child and hand its output folder to the host (see the module docstring).
+    Past `deadline_s` the supervisor exits, which ends the container, even if no runner is left to stop it."""
     _make_undumpable()
+    started = time.monotonic()
+    deadline = threading.Timer(deadline_s, os._exit, args=(124,))
+    deadline.daemon = True  # must not keep the supervisor alive once its work is done
+    deadline.start()
     frames = _Frames()
     frames.send("ready")
     read_fd, write_fd = os.pipe()
@@ -980,9 +1004,16 @@ def supervise(job_path: str, output_limit: int, out_dir: str = "/out") -> int:
     relay = threading.Thread(target=_relay_markers, args=(read_fd, frames), daemon=True)
     relay.start()
     returncode = child.wait()
+    exited = time.monotonic()
     _kill_everything_else()
     relay.join(timeout=10)
-    frames.send("exit", returncode=returncode, oom_kills=_oom_kills())
+    frames.send(
+        "exit",
+        returncode=returncode,
+        oom_kills=_oom_kills(),
+        ingestion_s=exited - started,
+        cleanup_s=time.monotonic() - exited,
+    )
     frames.send("output")
     with frames.lock:
         _write_tar(Path(out_dir), frames.stream, output_limit)
@@ -1059,11 +1090,12 @@ def main(argv: list[str] | None = None) -> int:
     sup = commands.add_parser("supervise", help="(inside the container) run the ingestion driver as PID 1's child")
     sup.add_argument("job")
     sup.add_argument("--output-limit", type=int, default=512 * MIB)
+    sup.add_argument("--deadline", type=float, default=3600.0, help="seconds; then the container ends")
     test = commands.add_parser("selftest", help="start one sandbox as a run would and check it from inside")
     test.add_argument("--image", default=None)
     args = parser.parse_args(argv)
     if args.command == "supervise":
-        return supervise(args.job, args.output_limit)
+        return supervise(args.job, args.output_limit, args.deadline)
     try:
         report = selftest(args.image)
     except HarnessError as exc:

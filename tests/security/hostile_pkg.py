@@ -1,9 +1,9 @@
 """The hostile submissions: one installable package, one entry point per attack (written out by the tests).
 
-Every attack stays dormant while `harness check` runs (batches of one or two images) and strikes once the
-accuracy pass starts (a batch of more than two), so that the suite can be submitted with the ordinary
-`harness submit` and then evaluated under `--runner docker`. `CONFIG` is filled in by the test: the port of
-its loopback server and the host paths it watches.
+Every attack stays dormant while `harness check` would run (batches of one or two images) and strikes once
+the accuracy pass starts (a batch of more than two), so that the project also passes the ordinary
+`harness submit`. `CONFIG` is filled in by the test: the port of its loopback server and the host paths it
+watches.
 """
 
 import atexit
