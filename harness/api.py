@@ -84,18 +84,23 @@ class CheckReport:
 
 
 def check(
-    path: Path, input_sizes: Sequence[Sequence[int]] | None = None, time_limit_s: float = 600
+    path: Path,
+    input_sizes: Sequence[Sequence[int]] | None = None,
+    time_limit_s: float = 600,
+    runner: str | None = None,
 ) -> list[CheckReport]:
     """Validate a submission folder without storing anything: manifest, install, entry points, one batch
-    through output validation, params/MACs/bytes, and the track's rules. One report per entry point."""
+    through output validation, params/MACs/bytes, and the track's rules. One report per entry point.
+    The submission's code runs through `runner` (default local: a participant checking their own code)."""
     from harness.registry import discover
-    from harness.runners.local import LocalRunner
+    from harness.runners import get_runner
 
     manifest = read_manifest(path)
     card = get_card(manifest.track)
     site = install(manifest.path, content_hash(manifest.path))
     found = discover(site)
     split = _split_for_complexity(card) if card.mac_images and not input_sizes else None
+    runner_impl = get_runner(runner or "local")
     reports = []
     for name in manifest.entry_points:
         if name not in found:
@@ -121,7 +126,7 @@ def check(
                 input_size=list(card.input_sizes[0]),
                 mac_inputs=mac_inputs(card, split.index() if split else None, input_sizes),
             )
-            result = LocalRunner().run(job, time_limit_s)
+            result = runner_impl.run(job, time_limit_s)
             if not result.ok:
                 reports.append(CheckReport(name=name, track=card.name, ok=False, error=result.error))
                 continue
@@ -174,13 +179,14 @@ class SubmitResult:
         return asdict(self)
 
 
-def submit(path: Path, store: Any = None) -> list[SubmitResult]:
+def submit(path: Path, store: Any = None, runner: str | None = None) -> list[SubmitResult]:
     """Check, then store an immutable content-hashed copy, queued for evaluation. Same content again is
-    recognised and not duplicated. Nothing is stored if any entry point fails its check."""
+    recognised and not duplicated. Nothing is stored if any entry point fails its check. A server taking
+    strangers' submissions checks them with `runner="docker"`."""
     from harness.store import open_store
 
     store = store or open_store()
-    reports = check(path)
+    reports = check(path, runner=runner)
     bad = [r for r in reports if not r.ok]
     if bad:
         lines = [f"{r.name}: {r.error or '; '.join(r.violations)}" for r in bad]
@@ -244,8 +250,10 @@ def evaluate(
     store: Any = None,
     progress: Progress = _noop,
     runner_options: dict[str, Any] | None = None,
+    time_limit_s: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every queued (or named) submission of a track, per variant; score; store one Run each."""
+    """Run every queued (or named) submission of a track, per variant; score; store one Run each.
+    `time_limit_s` overrides the track card's wall-time limit of one ingestion step."""
     from harness.datasets import get_spec, materialize
     from harness.measure.environment import fingerprint, hardware_class
     from harness.measure.latency import PROFILES
@@ -257,10 +265,13 @@ def evaluate(
     card = get_card(track)
     if profile not in PROFILES:
         raise HarnessError(f"unknown profile `{profile}`", f"use one of: {', '.join(PROFILES)}")
+    runner_impl = get_runner(runner or card.runner, **(runner_options or {}))
+    # A remote runner (ray) fingerprints one of its workers: the driver may have no GPU at all.
+    remote = hasattr(runner_impl, "environment")
     if device.startswith("cuda"):
         import torch
 
-        if not torch.cuda.is_available():
+        if not remote and not torch.cuda.is_available():
             raise HarnessError("--device cuda was asked for, but no CUDA device is available here", "use --device cpu")
     elif device != "cpu":
         raise HarnessError(f"unknown device `{device}`", "use --device cpu or --device cuda[:N]")
@@ -283,10 +294,9 @@ def evaluate(
     check_variant_names(list(variants or []), also_allowed=[v for sub in todo for v in sub.variants])
     split = materialize(dataset_name, card.split, data_dir)
     threads = threads or default_threads()
-    env = fingerprint(device, threads)
+    env = runner_impl.environment(card, device, threads) if remote else fingerprint(device, threads)
     hw_class = hardware_class(env)
     module = track_module(card)
-    runner_impl = get_runner(runner or card.runner, **(runner_options or {}))
     label_ids = _label_ids(card, split)
     num_classes = module.num_classes(card, split.hidden_dir) if hasattr(module, "num_classes") else card.num_classes
     index = split.index()
@@ -302,8 +312,11 @@ def evaluate(
                 "use --runner docker for submissions you did not write"
             },
         )
-    results = []
-    for sub, variant in jobs:
+    results: list[dict[str, Any]] = []
+
+    def claim(sub: Any, variant: str) -> tuple[int, IngestJob] | None:
+        """Claim the run of one (submission, variant) and build its ingestion job; None when done elsewhere."""
+        nonlocal calibration_dir
         key_parts = [
             sub.content_hash,
             sub.name,
@@ -337,7 +350,7 @@ def evaluate(
         )
         if run_id is None:
             progress("skip", {"submission": sub.name, "variant": variant, "reason": "already evaluated"})
-            continue
+            return None
         progress("run", {"submission": sub.name, "variant": variant, "run_id": run_id})
         if variant in ("int8-cpu", "tensorrt-int8") and calibration_dir is None:
             calibration_dir = str(materialize(dataset_name, card.calibration_split, data_dir).inputs_dir)
@@ -366,24 +379,93 @@ def evaluate(
             mac_inputs=mac_inputs(card, index),
             calibration_dir=calibration_dir,
         )
+        return run_id, job
+
+    def finish(run_id: int, outcome: Any) -> None:
+        store.finish_run(run_id, outcome)
+        record = run_to_dict(store.get_run(run_id))
+        results.append(record)
+        progress("done", record)
+
+    if hasattr(runner_impl, "run_many"):
+        _evaluate_concurrently(
+            jobs, claim, finish, card, module, runner_impl, split, env, store, progress, time_limit_s
+        )
+        return results
+    for sub, variant in jobs:
+        claimed = claim(sub, variant)
+        if claimed is None:
+            continue
+        run_id, job = claimed
         try:
-            outcome = _run_one(card, module, runner_impl, job, split, env)
+            outcome = _run_one(card, module, runner_impl, job, split, env, time_limit_s)
         except BaseException:
             store.release_run(run_id)  # Ctrl-C or a harness bug: the job goes back to the queue
             raise
-        store.finish_run(run_id, outcome)
-        run = store.get_run(run_id)
-        record = run_to_dict(run)
-        results.append(record)
-        progress("done", record)
+        finish(run_id, outcome)
     return results
 
 
-def _run_one(card: TrackCard, module: Any, runner: Any, job: IngestJob, split: Any, env: dict[str, Any]):
+def _evaluate_concurrently(
+    jobs: Sequence[tuple[Any, str]],
+    claim: Callable[[Any, str], tuple[int, IngestJob] | None],
+    finish: Callable[[int, Any], None],
+    card: TrackCard,
+    module: Any,
+    runner: Any,
+    split: Any,
+    env: dict[str, Any],
+    store: Any,
+    progress: Progress,
+    time_limit_s: float | None = None,
+) -> None:
+    """Claim every job, hand them all to a runner that runs many at once (ray), and score and store each
+    as it comes back. The driver alone writes the store; a job the runner lost goes back to the queue, and so
+    does every unfinished claim on Ctrl-C or a harness bug."""
+    import contextlib
+
+    pending: dict[int, IngestJob] = {}
+    names: dict[int, tuple[str, str]] = {}
+    try:
+        for sub, variant in jobs:
+            claimed = claim(sub, variant)
+            if claimed is not None:
+                pending[claimed[0]] = claimed[1]
+                names[claimed[0]] = (sub.name, variant)
+        with contextlib.closing(runner.run_many(list(pending.items()), time_limit_s or card.time_limit_s)) as finished:
+            for run_id, result in finished:
+                job = pending.pop(run_id)
+                if isinstance(result, Exception):
+                    store.release_run(run_id)
+                    submission, variant = names[run_id]
+                    reason = f"lost by the {runner.name} runner ({type(result).__name__}); queued again"
+                    progress("skip", {"submission": submission, "variant": variant, "reason": reason})
+                    continue
+                finish(run_id, _outcome(card, module, result, job, split, env))
+    except BaseException:
+        for run_id in pending:
+            store.release_run(run_id)
+        raise
+
+
+def _run_one(
+    card: TrackCard,
+    module: Any,
+    runner: Any,
+    job: IngestJob,
+    split: Any,
+    env: dict[str, Any],
+    time_limit_s: float | None = None,
+):
+    return _outcome(card, module, runner.run(job, time_limit_s or card.time_limit_s), job, split, env)
+
+
+def _outcome(card: TrackCard, module: Any, result: Any, job: IngestJob, split: Any, env: dict[str, Any]):
+    """Score what the ingestion step left behind; the outcome to store for its run."""
     from harness.predictions import load_predictions
     from harness.store.repo import RunOutcome
 
-    result = runner.run(job, card.time_limit_s)
+    env = getattr(result, "environment", None) or env  # a remote runner says which machine ran the job
     if not result.ok:
         status = "unavailable" if result.unavailable else "failed"
         return RunOutcome(status=status, error=result.error, log_tail=result.log_tail, environment=env)

@@ -68,13 +68,14 @@ def check(
     input_size: Annotated[
         list[str] | None, typer.Option("--input-size", help="Input size(s) for MACs: N or HxW.")
     ] = None,
+    runner: Annotated[str, typer.Option(help="Run the submission's code with: local or docker.")] = "local",
     as_json: JsonOpt = False,
 ) -> None:
     """Validate a submission: manifest, entry point, outputs, params/MACs/bytes and the track's rules."""
     from harness.api import check as run_check
 
     sizes = [_parse_size(s) for s in input_size] if input_size else None
-    reports = run_check(path, sizes)
+    reports = run_check(path, sizes, runner=runner)
     if as_json:
         data = [r.to_dict() for r in reports]
         _emit_json(data[0] if len(data) == 1 else data)
@@ -96,12 +97,15 @@ def check(
 @app.command()
 def submit(
     path: Annotated[Path, typer.Argument(help="The submission folder.")],
+    runner: Annotated[
+        str, typer.Option(help="Run the check with: local, or docker for code you did not write.")
+    ] = "local",
     as_json: JsonOpt = False,
 ) -> None:
     """Check a submission, then store a content-hashed immutable copy, queued for evaluation."""
     from harness.api import submit as run_submit
 
-    results = run_submit(path)
+    results = run_submit(path, runner=runner)
     if as_json:
         _emit_json([r.to_dict() for r in results])
         return
@@ -123,6 +127,9 @@ def evaluate(
     force: Annotated[bool, typer.Option(help="Evaluate again even if an identical run is stored.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for the model (fixed during timing).")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --runner ray).")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", help="Wall-time limit of one run in seconds (default: the card's).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run queued (or named) submissions of a track: ingestion in a sandbox, scoring outside, one Run each."""
@@ -183,6 +190,7 @@ def evaluate(
             threads=threads,
             progress=progress,
             runner_options=options,
+            time_limit_s=time_limit,
         )
     if as_json:
         _emit_json(results)
@@ -238,6 +246,36 @@ def leaderboard(
             )
         console.print(table)
     console.print("* noisy latency (see `harness show RUN`)")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8501,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Store URL (or a SQLite file path); default HARNESS_DB_URL or ./harness.db."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+) -> None:
+    """The Streamlit leaderboard in the browser (read-only): standings, Pareto fronts, variants, history."""
+    import importlib.util
+    import os
+
+    from harness.config import db_url
+    from harness.leaderboard_app import APP_SCRIPT
+
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
+        raise HarnessError("the leaderboard needs streamlit and plotly", "pip install 'harness[leaderboard]'")
+    url = db_url() if db is None else db if "://" in db else f"sqlite:///{Path(db).resolve()}"
+    env = {**os.environ, "HARNESS_DB_URL": url}
+    typer.echo(f"leaderboard of {url.split('@')[-1]} on http://{host}:{port}", err=True)
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.headless=true"]
+    command += [f"--server.port={port}", f"--server.address={host}", "--browser.gatherUsageStats=false"]
+    command += ["--server.fileWatcherType=none", "--client.toolbarMode=viewer", "--theme.base=light"]
+    sys.stdout.flush()
+    os.execve(sys.executable, command, env)  # streamlit owns the process from here: signals reach it directly
 
 
 @app.command()

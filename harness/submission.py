@@ -91,12 +91,27 @@ def read_manifest(path: Path) -> Manifest:
         check_variant_names(variants, dict(project.get("entry-points", {}).get(VARIANT_GROUP, {})))
     except Exception as exc:
         raise SubmissionError(f"{toml_path}: [tool.harness] variants: {exc}") from exc
+    build_options: dict[str, dict] = {}
+    unqueued: set[str] = set()
+    for name, options in tool.get("entry", {}).items():
+        if name not in entry_points:
+            raise SubmissionError(
+                f"{toml_path}: [tool.harness.entry.{name}] names no entry point",
+                f"entry points: {', '.join(entry_points)}",
+            )
+        if not isinstance(options, dict):
+            raise SubmissionError(f"{toml_path}: [tool.harness.entry.{name}] must be a table")
+        build_options[name] = dict(options.get("build-options", {}))
+        if options.get("queue", True) is False:
+            unqueued.add(name)
     return Manifest(
         path=path,
         project=project.get("name", path.name),
         entry_points=dict(entry_points),
         track=track,
         variants=variants,
+        build_options=build_options,
+        unqueued=frozenset(unqueued),
     )
 
 

@@ -39,11 +39,16 @@ def overhead(submission: Path) -> dict[str, float]:
         env = {**os.environ, "HARNESS_HOME": home, "HARNESS_DB_URL": f"sqlite:///{home}/h.db"}
         subprocess.run([str(HARNESS), "submit", str(submission)], env=env, check=True, capture_output=True)
         # Materialise the dataset first: a one-off cost, not part of each evaluation.
-        subprocess.run([str(HARNESS), "datasets", "prepare", "digits", "--split", "test"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            [str(HARNESS), "datasets", "prepare", "digits", "--split", "test"], env=env, check=True, capture_output=True
+        )
         start = time.perf_counter()
         out = subprocess.run(
             [str(HARNESS), "evaluate", "--track", "classification", "--variant", "fp32", "--json"],
-            env=env, check=True, capture_output=True, text=True,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         wall = time.perf_counter() - start
     (run,) = json.loads(out)

@@ -167,9 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.datasets.digits import load_digits_split
 
     torch.set_num_threads(args.threads)
-    command = shlex.join(
-        ["python", "submissions/train_classifiers.py", *(sys.argv[1:] if argv is None else argv)]
-    )
+    command = shlex.join(["python", "submissions/train_classifiers.py", *(sys.argv[1:] if argv is None else argv)])
     train_images, train_labels = load_digits_split("train")
     test_images, test_labels = load_digits_split("test")
     print(f"digits: train {len(train_labels)}, test {len(test_labels)}; {args.threads} thread(s)", flush=True)

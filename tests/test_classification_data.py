@@ -289,9 +289,7 @@ def test_cifar_refuses_a_malicious_pickle(tmp_path):
     marker = tmp_path / "pwned"
     evil = pickle.dumps({b"data": _RunsShell(marker), b"labels": []}, protocol=2)
     (tmp_path / "c10" / "data_batch_3").write_bytes(evil)
-    with pytest.raises(
-        DatasetError, match=r"data_batch_3: not an official CIFAR .*refused to load the global"
-    ):
+    with pytest.raises(DatasetError, match=r"data_batch_3: not an official CIFAR .*refused to load the global"):
         cifar.load_cifar(tmp_path / "c10", "train")
     assert not marker.exists()
     pickle.loads(evil)  # the default unpickler does run the command: the payload is real
@@ -327,9 +325,7 @@ def test_cifar_structure_errors(tmp_path):
     write_py2_pickle(tmp_path / "c10" / "test_batch", {b"labels": [0], b"data": np.zeros((1, 100), np.uint8)})
     with pytest.raises(DatasetError, match=r"test_batch: `data` rows have 100 values, expected 3072"):
         cifar.load_cifar(tmp_path / "c10", "test")
-    write_py2_pickle(
-        tmp_path / "c10" / "test_batch", {b"labels": [10], b"data": np.zeros((1, 3072), np.uint8)}
-    )
+    write_py2_pickle(tmp_path / "c10" / "test_batch", {b"labels": [10], b"data": np.zeros((1, 3072), np.uint8)})
     with pytest.raises(DatasetError, match=r"`labels` has values outside 0..9"):
         cifar.load_cifar(tmp_path / "c10", "test")
     write_py2_pickle(tmp_path / "c10" / "test_batch", {b"data": np.zeros((1, 3072), np.uint8)})

@@ -119,7 +119,10 @@ def test_broken_submissions_are_refused_clearly(harness_env, tmp_path, case, exp
 
 
 def _broken_submission(tmp_path, case):
-    wrap = "from harness.contract import ClassScores, ClassifierPredictor, wrap_classifier\nfrom torch import nn\nimport numpy as np\n"
+    wrap = (
+        "from harness.contract import ClassScores, ClassifierPredictor, wrap_classifier\n"
+        "from torch import nn\nimport numpy as np\n"
+    )
     linear = "nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, {n}))"
     if case == "no_entry_point":
         return make_submission(tmp_path, case, with_entry_group=False)
@@ -147,7 +150,8 @@ def _broken_submission(tmp_path, case):
     if case == "over_budget":
         body = wrap + (
             "def build(ctx):\n"
-            "    return wrap_classifier(nn.Sequential(nn.Conv2d(3, 256, 3, padding=1), nn.Conv2d(256, 256, 3, padding=1),"
+            "    return wrap_classifier(nn.Sequential(nn.Conv2d(3, 256, 3, padding=1),"
+            " nn.Conv2d(256, 256, 3, padding=1),"
             " nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 10)))\n"
         )
         return make_submission(tmp_path, case, module_body=body)

@@ -60,3 +60,29 @@ def test_input_is_not_modified(conformance):
     score_coco(gt, results, backend="pycocotools", ranges="coco")
     score_coco(gt, results, backend="faster-coco-eval", ranges="coco")
     assert (json.dumps(gt, sort_keys=True), json.dumps(results, sort_keys=True)) == before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_harness_score_cli_matches_expected(conformance, backend):
+    """The same check through the command a participant or an auditor runs: `harness score --json`."""
+    from tests.conftest import run_cli
+
+    _, _, expected = conformance
+    result = run_cli(
+        "score",
+        "--track",
+        "small-object",
+        "--ground-truth",
+        str(GT_FILE),
+        "--predictions",
+        str(RESULTS_FILE),
+        "--backend",
+        backend,
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)["metrics"]
+    for key, value in expected["standard"].items():
+        assert metrics[key] == pytest.approx(value, abs=1e-6), key
+    for key, value in expected["tiny_ranges"].items():
+        assert metrics[_harness_key(key)] == pytest.approx(value, abs=1e-6), key

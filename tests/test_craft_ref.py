@@ -107,9 +107,7 @@ def test_rotated_character_peaks_at_its_centre():
 
 
 def test_affinity_boxes_join_the_triangle_centres_of_neighbours():
-    chars = np.array(
-        [[[0, 0], [10, 0], [10, 20], [0, 20]], [[12, 0], [22, 0], [22, 20], [12, 20]]], np.float64
-    )
+    chars = np.array([[[0, 0], [10, 0], [10, 20], [0, 20]], [[12, 0], [22, 0], [22, 20], [12, 20]]], np.float64)
     # Centres (5, 10) and (17, 10); upper triangle centres (5, 10/3), (17, 10/3); lower (5, 50/3), (17, 50/3).
     expected = np.array([[[5, 10 / 3], [17, 10 / 3], [17, 50 / 3], [5, 50 / 3]]])
     assert np.allclose(affinity_quads(chars), expected)
@@ -205,9 +203,7 @@ def _saved_compact(tmp_path: Path) -> Path:
 
 
 def test_build_compact_predicts_valid_polygons(tmp_path):
-    predictor = build_compact(
-        BuildContext(track="text-detection", extra={"weights": _saved_compact(tmp_path)})
-    )
+    predictor = build_compact(BuildContext(track="text-detection", extra={"weights": _saved_compact(tmp_path)}))
     torch.set_num_threads(1)
     image, _ = generate_sample("test", 0)
     small = np.ascontiguousarray(image[:150, :250])  # another size, padded to 160×256 in the batch

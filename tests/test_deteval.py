@@ -304,9 +304,7 @@ def _random_scene(rng: np.random.Generator, tilted: bool) -> tuple[ImageGT, Imag
         words.append(box(x, y, x + w, y + h))
         fate = rng.integers(0, 4)
         if fate == 0:
-            dets.append(
-                box(x + rng.integers(-2, 3), y + rng.integers(-1, 2), x + w + rng.integers(-2, 3), y + h)
-            )
+            dets.append(box(x + rng.integers(-2, 3), y + rng.integers(-1, 2), x + w + rng.integers(-2, 3), y + h))
         elif fate == 1:
             cut = x + rng.integers(1, w)
             dets += [box(x, y, cut, y + h), box(cut + rng.integers(0, 2), y, x + w, y + h)]

@@ -81,9 +81,7 @@ def test_iiou_loss_joins_the_training_losses():
     boxes = torch.tensor([a["bbox"] for a in annotations if not a["iscrowd"]])
     boxes[:, 2:] += boxes[:, :2]
     labels = torch.tensor([a["category_id"] for a in annotations if not a["iscrowd"]])
-    losses = model(
-        [torch.from_numpy(image).permute(2, 0, 1).float() / 255], [{"boxes": boxes, "labels": labels}]
-    )
+    losses = model([torch.from_numpy(image).permute(2, 0, 1).float() / 255], [{"boxes": boxes, "labels": labels}])
     assert set(losses) == {
         "loss_classifier",
         "loss_box_reg",

@@ -19,9 +19,7 @@ CONFORMANCE = ROOT.parent / "shared" / "conformance" / "coco"
 
 
 def _load_train_module():
-    spec = importlib.util.spec_from_file_location(
-        "fasterrcnn_train", ROOT / "submissions/fasterrcnn/train.py"
-    )
+    spec = importlib.util.spec_from_file_location("fasterrcnn_train", ROOT / "submissions/fasterrcnn/train.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -181,9 +179,7 @@ def test_box_ap_equals_pycocotools_on_the_synthetic_set_with_crowds():
             w * rng.uniform(0.8, 1.2),
             h * rng.uniform(0.8, 1.2),
         ]
-        detections.append(
-            {"image_id": a["image_id"], "category_id": category, "bbox": box, "score": rng.random()}
-        )
+        detections.append({"image_id": a["image_id"], "category_id": category, "bbox": box, "score": rng.random()})
     for image in truth["images"]:  # and background boxes
         for _ in range(40):
             x, y, side = *rng.uniform(0, 480, 2), rng.uniform(3, 40)

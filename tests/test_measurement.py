@@ -283,5 +283,5 @@ def test_profile_forward_on_cpu():
     assert set(layers) == set(CATEGORIES) and result["iterations"] == 5
     for category in ("convolution", "linear/matmul", "activation", "normalization", "pooling", "upsampling"):
         assert layers[category] > 0, category
-    assert layers["convolution"] == max(layers.values()), "a 3x3 conv at 64x64 dominates this model"
+    # Which category is largest is a timing fact of the machine (and its load), not something to assert.
     assert all(op["ms"] >= 0 for op in result["top_ops"])

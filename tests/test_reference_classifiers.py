@@ -45,9 +45,7 @@ def load_package(name: str) -> ModuleType:
 
 
 def test_reference_packages_are_distinct():
-    projects = [
-        tomllib.loads((SUBMISSIONS / n / "pyproject.toml").read_text())["project"] for n in REFERENCES
-    ]
+    projects = [tomllib.loads((SUBMISSIONS / n / "pyproject.toml").read_text())["project"] for n in REFERENCES]
     assert len({p["name"] for p in projects}) == len(REFERENCES)
     assert len(set(REFERENCES.values())) == len(REFERENCES)
 
@@ -85,9 +83,7 @@ def test_reference_reaches_its_claimed_accuracy(name, digits_test):
         batch = list(images[start : start + 90])
         outputs = validate_outputs("classification", predictor.predict(batch), batch, num_classes=10)
         assert all(isinstance(o, ClassScores) for o in outputs)
-        correct += sum(
-            int(np.argmax(o.logits)) == y for o, y in zip(outputs, labels[start : start + 90], strict=True)
-        )
+        correct += sum(int(np.argmax(o.logits)) == y for o, y in zip(outputs, labels[start : start + 90], strict=True))
     top1 = correct / len(labels)
     assert top1 >= MIN_TOP1
     # The figure in metrics.json was measured the same way; allow one image for another CPU's rounding.

@@ -38,8 +38,7 @@ def write_zip(path: Path, files: dict[str, str | bytes]) -> Path:
 
 ICDAR15_GT = {
     # BOM, CRLF, a blank line, a transcription with commas, a don't-care word.
-    "gt_img_2.txt": b"\xef\xbb\xbf10,10,50,10,50,30,10,30,Hello, world\r\n\r\n"
-    b"60,10,90,10,90,30,60,30,###\r\n",
+    "gt_img_2.txt": b"\xef\xbb\xbf10,10,50,10,50,30,10,30,Hello, world\r\n\r\n60,10,90,10,90,30,60,30,###\r\n",
     "gt_img_10.txt": "0,0,20,0,20,10,0,10,A\n",
     "img_2.jpg": b"\xff\xd8 not read",
     "notes.txt": "ignored: not a gt_<id>.txt name",
@@ -61,9 +60,7 @@ def test_read_icdar2013_ground_truth_zip(tmp_path: Path) -> None:
     archive = write_zip(
         tmp_path / "gt.zip",
         {
-            "gt_img_1.txt": '38, 43, 920, 215, "Tiredness"\n'
-            '275, 264, 665, 450, "say \\"hi\\", ok"\n'
-            '1,2,3,4,"###"\n',
+            "gt_img_1.txt": '38, 43, 920, 215, "Tiredness"\n275, 264, 665, 450, "say \\"hi\\", ok"\n1,2,3,4,"###"\n',
             "gt_img_2.txt": "",
             "gt_img_3.txt": '158 128 411 181 "Footpath"\n',  # as in ICDAR2013's training files
             "readme/": "",
@@ -81,16 +78,12 @@ def test_read_icdar2013_ground_truth_zip(tmp_path: Path) -> None:
 
 
 def test_malformed_ground_truth_names_file_and_line(tmp_path: Path) -> None:
-    folder = write_files(
-        tmp_path / "gt", {"gt_img_1.txt": "0,0,10,0,10,10,0,10,ok\n\n0,0,10,0,ten,10,0,10,bad\n"}
-    )
+    folder = write_files(tmp_path / "gt", {"gt_img_1.txt": "0,0,10,0,10,10,0,10,ok\n\n0,0,10,0,ten,10,0,10,bad\n"})
     with pytest.raises(DatasetError, match=r"gt_img_1\.txt, line 3: expected x1,y1,x2,y2") as error:
         read_rrc_ground_truth(folder)
     assert error.value.hint
     # A rectangle line in an ICDAR2015 dataset: one form throughout.
-    mixed = write_files(
-        tmp_path / "mixed", {"gt_img_1.txt": "0,0,10,0,10,10,0,10,a\n", "gt_img_2.txt": "0,0,5,5,b\n"}
-    )
+    mixed = write_files(tmp_path / "mixed", {"gt_img_1.txt": "0,0,10,0,10,10,0,10,a\n", "gt_img_2.txt": "0,0,5,5,b\n"})
     with pytest.raises(DatasetError, match=r"gt_img_2\.txt, line 1"):
         read_rrc_ground_truth(mixed)
     inverted = write_files(tmp_path / "inverted", {"gt_img_1.txt": '9, 0, 5, 5, "x"\n'})
@@ -166,15 +159,11 @@ def test_writer_round_trip(tmp_path: Path) -> None:
     # Float corners, one quad counter-clockwise on screen: written as integers, clockwise on screen.
     results = {
         "img_1": ImageDet(
-            polygons=np.array(
-                [[[0.4, 0.6], [10.5, 0], [10, 10], [0, 10]], [[20, 30], [30, 30], [30, 20], [20, 20]]]
-            ),
+            polygons=np.array([[[0.4, 0.6], [10.5, 0], [10, 10], [0, 10]], [[20, 30], [30, 30], [30, 20], [20, 20]]]),
             scores=np.array([0.9, 0.25]),
         ),
         "img_2": ImageDet.empty(),
-        "img_3": TextPolygons(
-            polygons=np.array([[[1, 1], [5, 1], [5, 3], [1, 3]]], float), scores=np.array([0.5])
-        ),
+        "img_3": TextPolygons(polygons=np.array([[[1, 1], [5, 1], [5, 3], [1, 3]]], float), scores=np.array([0.5])),
     }
     archive = write_rrc_results(tmp_path / "out" / "submit.zip", results)
     with zipfile.ZipFile(archive) as opened:

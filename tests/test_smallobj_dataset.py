@@ -109,9 +109,7 @@ def test_crowd_members_replace_the_crowd_region_for_training():
 
 def _tree(folder: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in folder.rglob("*")
-        if p.is_file()
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
     }
 
 
@@ -137,9 +135,7 @@ def test_write_split_layout_and_bytes(tmp_path):
     image, annotations = smallobj.generate_sample("test", 1)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a/inputs/000002.png")), image)
     written = [
-        {k: v for k, v in a.items() if k not in ("id", "image_id")}
-        for a in coco["annotations"]
-        if a["image_id"] == 2
+        {k: v for k, v in a.items() if k not in ("id", "image_id")} for a in coco["annotations"] if a["image_id"] == 2
     ]
     assert written == annotations
 

@@ -91,7 +91,7 @@ def test_two_evaluators_at_once(harness_env, tmp_path):
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=600) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     stored = [run for out, _ in outputs for run in json.loads(out)]
     assert sorted(r["submission"] for r in stored) == ["alpha", "beta", "gamma"], "each job exactly once"

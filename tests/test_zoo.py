@@ -125,9 +125,7 @@ def test_gtsnet_structure():
         ConvBNAct,
     ]
     shapes = []
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:]))) for m in net.features
-    ]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:]))) for m in net.features]
     logits = net(torch.randn(2, 3, 32, 32))
     for h in hooks:
         h.remove()

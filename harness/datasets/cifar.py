@@ -163,9 +163,7 @@ def _read_batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarra
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         raise DatasetError(f"{path}: `data` is not a 2-D uint8 array")
     if data.shape[1] != _ROW_LENGTH:
-        raise DatasetError(
-            f"{path}: `data` rows have {data.shape[1]} values, expected {_ROW_LENGTH} (3×32×32)"
-        )
+        raise DatasetError(f"{path}: `data` rows have {data.shape[1]} values, expected {_ROW_LENGTH} (3×32×32)")
     labels = np.asarray(batch[label_key])
     if labels.dtype.kind not in "iu" or labels.shape != (data.shape[0],):
         raise DatasetError(f"{path}: `{label_key}` is not a list of {data.shape[0]} integers")
@@ -190,9 +188,7 @@ def load_cifar(src_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[
         raise DatasetError(f"CIFAR has no split `{split}`", f"use one of: {', '.join(SPLITS)}")
     layout = detect_layout(src_dir)
     classes = read_classes(layout)
-    parts = [
-        _read_batch(layout.root / name, layout.label_key, len(classes)) for name in layout.split_files[split]
-    ]
+    parts = [_read_batch(layout.root / name, layout.label_key, len(classes)) for name in layout.split_files[split]]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
     return images, labels, classes

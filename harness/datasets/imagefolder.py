@@ -25,9 +25,7 @@ SEED = 0
 
 
 def _visible_dirs(root: Path) -> list[Path]:
-    return sorted(
-        (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name
-    )
+    return sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
 
 
 def scan(src_root: Path) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -77,9 +75,7 @@ def _shuffled_order(count: int) -> np.ndarray:
     return np.random.default_rng(SEED).permutation(count)
 
 
-def load_imagefolder(
-    src_root: Path, size: int | None = None
-) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+def load_imagefolder(src_root: Path, size: int | None = None) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
     """Images (list of H×W×3 uint8), labels (N,) int64 and classes, in tree order (class, then file)."""
     paths, labels, classes = scan(src_root)
     return [read_image(p, size) for p in paths], labels, classes

@@ -143,10 +143,13 @@ def time_callable(
     batch_size: int = 1,
     device: str = "cpu",
     guard: Callable[[], AbstractContextManager] | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> LatencySummary:
     """Run `fn` under the protocol. `fn` must do the whole timed unit of work (and nothing else).
 
-    `guard` (e.g. "no recompilation") is entered around the timed repeats, after the warm-up."""
+    `guard` (e.g. "no recompilation") is entered around the timed repeats, after the warm-up.
+    `on_phase("measure")` is called when the warm-up is over and `on_phase("end")` after the last timed
+    iteration, so that a runner can time the measured span with a clock outside the sandbox."""
     cuda = str(device).startswith("cuda")
     if cuda:
         import torch
@@ -165,6 +168,8 @@ def time_callable(
         done += 1
         if done >= profile.max_iters:
             break
+    if on_phase is not None:
+        on_phase("measure")
     repeats = []
     with guard() if guard is not None else nullcontext():
         for _ in range(profile.repeats):
@@ -175,6 +180,8 @@ def time_callable(
                 if len(samples) >= profile.max_iters:
                     break
             repeats.append(np.asarray(samples, dtype=np.float64))
+    if on_phase is not None:
+        on_phase("end")
     return summarize(kind, batch_size, repeats, timer_name)
 
 

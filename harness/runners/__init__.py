@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from harness.runners.ingest import IngestJob
+if TYPE_CHECKING:  # importing the driver here would make `python -m harness.runners.ingest` warn (runpy)
+    from harness.runners.ingest import IngestJob
 
 LOG_TAIL_CHARS = 8000
 

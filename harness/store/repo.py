@@ -89,6 +89,8 @@ class Store:
         kwargs: dict[str, Any] = {}
         if path is not None:
             kwargs["connect_args"] = {"timeout": _busy_timeout_ms() / 1000}
+        if self.url.startswith("postgresql"):
+            kwargs["json_serializer"] = _json_without_nan  # PostgreSQL's json type refuses NaN and Infinity
         self.engine: Engine = create_engine(self.url, **kwargs)
         if path is not None:
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -218,6 +220,16 @@ class Store:
 
         fp = fingerprint_hash(env)
         row = s.scalar(select(Environment).where(Environment.fingerprint == fp))
+        dialect = self.engine.dialect.name
+        if row is None and dialect in ("postgresql", "sqlite"):
+            # Concurrent writers (PostgreSQL) may insert the same new machine at once: the loser's insert
+            # does nothing, and it reads the winner's row instead of failing on the unique fingerprint.
+            import importlib
+
+            insert = importlib.import_module(f"sqlalchemy.dialects.{dialect}").insert
+            values = {"fingerprint": fp, "hardware_class": hardware_class, "data": env}
+            s.execute(insert(Environment).values(**values).on_conflict_do_nothing(index_elements=["fingerprint"]))
+            row = s.scalar(select(Environment).where(Environment.fingerprint == fp))
         if row is None:
             row = Environment(fingerprint=fp, hardware_class=hardware_class, data=env)
             s.add(row)
@@ -349,6 +361,23 @@ def _migration_lock(sqlite_path: Path | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def _json_without_nan(value: Any) -> str:
+    """JSON for PostgreSQL: a non-finite float (NaN, ±Infinity) becomes null instead of failing the write."""
+    import json
+
+    return json.dumps(_finite_or_none(value))
 
 
 def idempotency_key(*parts: Any) -> str:

@@ -110,9 +110,7 @@ class GhostModule(nn.Module):
         init_channels = math.ceil(out_channels / ratio)
         act = "relu" if relu else None
         self.primary = ConvBNAct(in_channels, init_channels, kernel_size, stride, act=act)
-        self.cheap = ConvBNAct(
-            init_channels, init_channels * (ratio - 1), dw_size, 1, groups=init_channels, act=act
-        )
+        self.cheap = ConvBNAct(init_channels, init_channels * (ratio - 1), dw_size, 1, groups=init_channels, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         intrinsic = self.primary(x)

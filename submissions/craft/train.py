@@ -90,9 +90,7 @@ class SceneTextStream(IterableDataset):
                 failures += 1
                 print(f"[craft] skipped {self.split} sample {index}: {exc!r}", flush=True)
                 if failures >= MAX_CONSECUTIVE_FAILURES:
-                    raise RuntimeError(
-                        f"{failures} consecutive training samples failed; last: {exc!r}"
-                    ) from exc
+                    raise RuntimeError(f"{failures} consecutive training samples failed; last: {exc!r}") from exc
             else:
                 failures = 0
                 yield sample
@@ -145,9 +143,7 @@ def ohem_mse(
     return (pos_term + neg_term).mean()
 
 
-def learning_rate(
-    base: float, progress: float, iteration: int, warmup: int, final_fraction: float = 0.02
-) -> float:
+def learning_rate(base: float, progress: float, iteration: int, warmup: int, final_fraction: float = 0.02) -> float:
     """Linear warm-up over `warmup` iterations, then cosine decay over the budget's progress (0..1)."""
     warm = min(1.0, (iteration + 1) / max(warmup, 1))
     cosine = final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
@@ -201,13 +197,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--warmup-iters", type=int, default=300)
     parser.add_argument("--workers", type=int, default=None, help="data workers (default: CPU cores - 1)")
-    parser.add_argument(
-        "--max-iters", type=int, default=0, help="stop after this many iterations (0: time only)"
-    )
+    parser.add_argument("--max-iters", type=int, default=0, help="stop after this many iterations (0: time only)")
     parser.add_argument("--val-count", type=int, default=50, help="val images for the final evaluation")
-    parser.add_argument(
-        "--reserve-seconds", type=float, default=40.0, help="budget kept for the final save+eval"
-    )
+    parser.add_argument("--reserve-seconds", type=float, default=40.0, help="budget kept for the final save+eval")
     parser.add_argument("--save-every-minutes", type=float, default=2.0)
     parser.add_argument(
         "--no-eval-at-saves",
@@ -238,9 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     workers = args.workers if args.workers is not None else default_workers()
-    print(
-        f"[craft] device={device} workers={workers} batch={args.batch_size} budget={budget:.0f}s", flush=True
-    )
+    print(f"[craft] device={device} workers={workers} batch={args.batch_size} budget={budget:.0f}s", flush=True)
 
     # Fail now, not in the workers, if the generator cannot run here (e.g. a Pillow without FreeType).
     probe_image, probe_maps = training_sample("train", args.start_index)

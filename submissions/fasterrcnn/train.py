@@ -90,9 +90,7 @@ class SampleCache:
         for name, shape in self.shapes.items():
             path = self._path(name)
             sizes[name] = int(np.prod(shape)) * np.dtype(self.dtypes[name]).itemsize
-            allocated = (
-                path.stat().st_blocks * 512 if path.is_file() and path.stat().st_size == sizes[name] else 0
-            )
+            allocated = path.stat().st_blocks * 512 if path.is_file() and path.stat().st_size == sizes[name] else 0
             needed += max(0, sizes[name] - allocated)
         if shutil.disk_usage(self.folder).free < needed:
             return False
@@ -130,9 +128,9 @@ class SampleCache:
 def generate_training_sample(index: int) -> tuple[np.ndarray, np.ndarray]:
     """Train image `index` and its boxes (K, 5): x1, y1, x2, y2, label; crowd members as boxes."""
     image, annotations = smallobj.generate_sample("train", index, crowd_members=True)
-    rows = np.array(
-        [[*a["bbox"], a["category_id"]] for a in annotations if not a["iscrowd"]], np.float32
-    ).reshape(-1, 5)
+    rows = np.array([[*a["bbox"], a["category_id"]] for a in annotations if not a["iscrowd"]], np.float32).reshape(
+        -1, 5
+    )
     rows[:, 2:4] += rows[:, 0:2]  # xywh -> xyxy
     return image, rows
 
@@ -268,9 +266,7 @@ def coco_box_ap(
                 d = dts.get((image_id, category_id), [])
                 if not g and not d:
                     continue
-                g_ignore = np.array(
-                    [bool(a.get("iscrowd", 0)) or not low <= a["area"] <= high for a in g], bool
-                )
+                g_ignore = np.array([bool(a.get("iscrowd", 0)) or not low <= a["area"] <= high for a in g], bool)
                 g_order = np.argsort(g_ignore, kind="mergesort")
                 g_boxes = np.array([g[i]["bbox"] for i in g_order], float).reshape(-1, 4)
                 g_crowd = np.array([bool(g[i].get("iscrowd", 0)) for i in g_order], bool)
@@ -289,12 +285,8 @@ def coco_box_ap(
                 continue
             all_scores = np.concatenate(scores) if scores else np.zeros(0)
             order = np.argsort(-all_scores, kind="mergesort")
-            m_all = (
-                np.concatenate(matched, axis=1)[:, order] if matched else np.zeros((len(thresholds), 0), bool)
-            )
-            ig_all = (
-                np.concatenate(ignored, axis=1)[:, order] if ignored else np.zeros((len(thresholds), 0), bool)
-            )
+            m_all = np.concatenate(matched, axis=1)[:, order] if matched else np.zeros((len(thresholds), 0), bool)
+            ig_all = np.concatenate(ignored, axis=1)[:, order] if ignored else np.zeros((len(thresholds), 0), bool)
             tps = np.cumsum(m_all & ~ig_all, axis=1, dtype=float)
             fps = np.cumsum(~m_all & ~ig_all, axis=1, dtype=float)
             for t in range(len(thresholds)):
@@ -444,9 +436,7 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
         f"budget {budget_s:.0f}s of which {reserve_s:.0f}s kept for the final evaluation",
     )
     if train_until <= time.monotonic():
-        raise SystemExit(
-            f"train.py: --max-minutes {args.max_minutes} leaves no time to train after the evaluation"
-        )
+        raise SystemExit(f"train.py: --max-minutes {args.max_minutes} leaves no time to train after the evaluation")
 
     model.train()
     history: list[dict[str, float]] = []
@@ -487,9 +477,7 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
                 f"iteration {iteration}: non-finite loss {values[0]}; step skipped ({bad_steps} in a row)",
             )
             if bad_steps >= 20:
-                raise RuntimeError(
-                    f"{kind}: 20 non-finite losses in a row at iteration {iteration}; lower --lr"
-                )
+                raise RuntimeError(f"{kind}: 20 non-finite losses in a row at iteration {iteration}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
             continue
         bad_steps = 0
@@ -507,9 +495,7 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
             means = {name: float(np.mean(values)) for name, values in window.items()}
             rate = args.log_every * args.batch_size / max(now - last_log_time, 1e-9)
             history.append({"iteration": iteration, "seconds": round(now - started, 1), "lr": lr, **means})
-            parts = " ".join(
-                f"{name.removeprefix('loss_')} {v:.3f}" for name, v in means.items() if name != "loss"
-            )
+            parts = " ".join(f"{name.removeprefix('loss_')} {v:.3f}" for name, v in means.items() if name != "loss")
             log(
                 tag,
                 f"it {iteration} t {now - started:.0f}s lr {lr:.2e} loss {means['loss']:.3f} ({parts}) "
@@ -533,8 +519,7 @@ def train_model(args: argparse.Namespace) -> dict[str, Any]:
     save_weights(model, weights_path, metadata)
     log(
         tag,
-        f"trained {iteration} iterations ({images_seen} images) in {train_seconds:.0f}s, "
-        f"saved {weights_path.name}",
+        f"trained {iteration} iterations ({images_seen} images) in {train_seconds:.0f}s, saved {weights_path.name}",
     )
 
     eval_started = time.monotonic()
@@ -579,9 +564,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=("small", "default", "both"), required=True)
     parser.add_argument("--out", required=True, help="folder for the weights, logs and val detections")
-    parser.add_argument(
-        "--max-minutes", type=float, required=True, help="wall-time budget, evaluation included"
-    )
+    parser.add_argument("--max-minutes", type=float, required=True, help="wall-time budget, evaluation included")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--iiou", action="store_true", help="add the IIoU box loss (small model only)")
     parser.add_argument("--iiou-weight", type=float, default=1.0)
@@ -589,26 +572,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1.5e-3, help="AdamW peak learning rate")
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--warmup-iters", type=int, default=300)
-    parser.add_argument(
-        "--min-lr-fraction", type=float, default=0.02, help="the cosine ends at this fraction"
-    )
+    parser.add_argument("--min-lr-fraction", type=float, default=0.02, help="the cosine ends at this fraction")
     parser.add_argument("--clip-grad", type=float, default=10.0)
-    parser.add_argument(
-        "--iterations", type=int, default=0, help="stop after this many (0: the time budget alone)"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=None, help="DataLoader workers (default: from the CPU count)"
-    )
+    parser.add_argument("--iterations", type=int, default=0, help="stop after this many (0: the time budget alone)")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: from the CPU count)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads on --device cpu")
     parser.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto", help="auto: bf16 on CUDA")
-    parser.add_argument(
-        "--train-count", type=int, default=0, help="train on the first N images (0: the split)"
-    )
+    parser.add_argument("--train-count", type=int, default=0, help="train on the first N images (0: the split)")
     parser.add_argument("--val-count", type=int, default=None, help="evaluate on the first N val images")
     parser.add_argument("--eval-batch", type=int, default=8)
-    parser.add_argument(
-        "--eval-reserve-s", type=float, default=None, help="seconds kept for the final evaluation"
-    )
+    parser.add_argument("--eval-reserve-s", type=float, default=None, help="seconds kept for the final evaluation")
     parser.add_argument(
         "--cache-dir",
         default=str(Path(tempfile.gettempdir()) / "smallobj-train-cache"),
@@ -668,9 +641,7 @@ def train_both(args: argparse.Namespace) -> int:
     merged = {}
     for kind in children:
         path = out_dir / f"train_log_{kind}.json"
-        merged[kind] = (
-            json.loads(path.read_text()) if path.is_file() else {"error": f"exit code {codes[kind]}"}
-        )
+        merged[kind] = json.loads(path.read_text()) if path.is_file() else {"error": f"exit code {codes[kind]}"}
     (out_dir / "train_log.json").write_text(json.dumps({"models": merged}, indent=1) + "\n")
     for kind in children:  # merged above; fewer files to carry back from a GPU machine
         (out_dir / f"train_log_{kind}.json").unlink(missing_ok=True)

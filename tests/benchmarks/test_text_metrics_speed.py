@@ -77,9 +77,7 @@ def synthetic_scenes(seed: int = 0) -> tuple[list[ImageGT], list[ImageDet]]:
             ),
         ]
         polygons = np.concatenate(parts)
-        gts.append(
-            ImageGT(polygons=_rotated_boxes(cx, cy, width, height, angle), dont_care=rng.random(WORDS) < 0.1)
-        )
+        gts.append(ImageGT(polygons=_rotated_boxes(cx, cy, width, height, angle), dont_care=rng.random(WORDS) < 0.1))
         dets.append(ImageDet(polygons=polygons, scores=np.ones(len(polygons))))
     return gts, dets
 

@@ -64,9 +64,7 @@ def draw_gaussian(score: np.ndarray, quad: np.ndarray, template: np.ndarray | No
     if x1 <= x0 or y1 <= y0:
         return
     size = template.shape[0]
-    src = np.array(
-        [[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5], [-0.5, size - 0.5]], np.float32
-    )
+    src = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5], [-0.5, size - 0.5]], np.float32)
     dst = (quad - [x0 + 0.5, y0 + 0.5]).astype(np.float32)
     matrix = cv2.getPerspectiveTransform(src, dst)
     warped = cv2.warpPerspective(

@@ -20,8 +20,7 @@ def load_detector(kind: str, weights_dir: Path = WEIGHTS_DIR) -> DetectorPredict
     path = Path(weights_dir) / weights_filename(kind)
     if not path.is_file():
         raise SubmissionError(
-            f"fasterrcnn_ref: trained weights {path} are missing; the {kind} detector will not run with "
-            "random weights",
+            f"fasterrcnn_ref: trained weights {path} are missing; the {kind} detector will not run with random weights",
             f"train them with `python submissions/fasterrcnn/train.py --model {kind} --out DIR` on a GPU and "
             f"copy DIR/{weights_filename(kind)} into {WEIGHTS_DIR}",
         )

@@ -133,18 +133,13 @@ class BackboneWithFPN(nn.Module):
         self.levels = config.backbone_levels
         in_channels = [LightResNet.channels[name] for name in self.levels]
         extra: nn.Module
-        if config.extra_levels == "maxpool":
-            extra = LastLevelMaxPool()
-        else:
-            extra = LastLevelP6P7(FPN_CHANNELS, FPN_CHANNELS)
+        extra = LastLevelMaxPool() if config.extra_levels == "maxpool" else LastLevelP6P7(FPN_CHANNELS, FPN_CHANNELS)
         self.fpn = FeaturePyramidNetwork(in_channels, FPN_CHANNELS, extra_blocks=extra)
         self.out_channels = FPN_CHANNELS
         self.amp_dtype: torch.dtype | None = None
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        with torch.autocast(
-            x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None
-        ):
+        with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None):
             features = self.body(x)
             selected = OrderedDict((str(i), features[name]) for i, name in enumerate(self.levels))
             pyramid = self.fpn(selected)
@@ -192,9 +187,7 @@ class IIoURoIHeads(RoIHeads):
         proposals, _matched, labels, regression_targets = self.select_training_samples(proposals, targets)
         box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         class_logits, box_regression = self.box_predictor(box_features)
-        loss_classifier, loss_box_reg = fastrcnn_loss(
-            class_logits, box_regression, labels, regression_targets
-        )
+        loss_classifier, loss_box_reg = fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
         labels_cat = torch.cat(labels)
         positive = torch.where(labels_cat > 0)[0]
         proposals_cat = torch.cat(proposals)[positive].float()
@@ -259,9 +252,7 @@ def weights_filename(kind: str) -> str:
 def half_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The state dict with floating tensors in float16 (halves the shipped file; cast back on load)."""
     return {
-        name: (value.detach().to(torch.float16) if value.is_floating_point() else value.detach())
-        .contiguous()
-        .cpu()
+        name: (value.detach().to(torch.float16) if value.is_floating_point() else value.detach()).contiguous().cpu()
         for name, value in model.state_dict().items()
     }
 

@@ -1,0 +1,234 @@
+"""Shared parts of the leaderboard pages: the one read-only engine, the cached queries, the track picker, the
+empty-store message, and the column layout of run tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from harness.config import db_url
+from harness.store import queries
+from harness.tracks.base import TrackCard, all_cards
+
+CACHE_TTL_S = 30  # results appear on the board at most this long after `harness evaluate` stores them
+
+
+@st.cache_resource(show_spinner=False)
+def engine(url: str) -> Any:
+    """ONE engine per store URL per process, shared by every session and rerun. Raises `StoreMissing`, which is
+    not cached, so a store created after the app started is picked up on the next rerun."""
+    return queries.read_only_engine(url)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def track_versions(url: str) -> pd.DataFrame:
+    return queries.track_versions(engine(url))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def standings(
+    url: str, track: str, track_version: int, macs_key: str | None, metric_names: tuple[str, ...]
+) -> pd.DataFrame:
+    return queries.standings(engine(url), track, track_version, macs_key, metric_names)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def runs(
+    url: str,
+    track: str,
+    track_version: int | None = None,
+    submission: str | None = None,
+    macs_key: str | None = None,
+    with_logs: bool = False,
+) -> pd.DataFrame:
+    return queries.runs(
+        engine(url), track, track_version=track_version, submission=submission, macs_key=macs_key, with_logs=with_logs
+    )
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def submissions(url: str, track: str) -> pd.DataFrame:
+    return queries.submissions(engine(url), track)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def latency_samples(url: str, run_ids: tuple[int, ...]) -> dict[int, Any]:
+    return queries.latency_samples(engine(url), list(run_ids))
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
+def environments(url: str, environment_ids: tuple[int, ...]) -> dict[int, dict[str, Any]]:
+    return queries.environments(engine(url), list(environment_ids))
+
+
+@dataclass(frozen=True)
+class Board:
+    """What a page works on: the store URL and the current card of the chosen track."""
+
+    url: str
+    card: TrackCard
+
+    @property
+    def macs_key(self) -> str | None:
+        """The MACs entry ranked and budgeted: the card's first input size (the one its rules apply at), or the
+        fixed MAC image set of detection tracks."""
+        if self.card.mac_images:
+            return "dataset"
+        height, width = self.card.input_sizes[0]
+        return f"{height}x{width}"
+
+
+def sidebar() -> None:
+    """The track picker and the refresh button; called by the entry script before the page runs, so the choice
+    is kept when the reader moves between pages."""
+    cards = all_cards()
+    names = list(cards)
+    wanted = st.query_params.get("track") if "track" not in st.session_state else None
+    if st.session_state.get("track") not in cards:
+        keep_choice("track", names, wanted if wanted in cards else _busiest_track(names))
+    st.sidebar.selectbox(
+        "Track", names, key="track", format_func=lambda name: f"{cards[name].title} ({cards[name].key})"
+    )
+    if st.sidebar.button("Refresh", help=f"Results are cached for {CACHE_TTL_S} s; this reads the store again."):
+        st.cache_data.clear()
+    st.sidebar.caption(f"Store: `{queries.store_label(db_url())}` (read-only)")
+
+
+def _busiest_track(names: list[str]) -> str:
+    try:
+        counts = track_versions(db_url())
+    except queries.StoreMissing:
+        return names[0]
+    cards = all_cards()
+    ok = counts[counts["status"] == "ok"]
+    current = ok[
+        [cards[t].version == v if t in cards else False for t, v in zip(ok["track"], ok["track_version"], strict=True)]
+    ]
+    if current.empty:
+        return names[0]
+    return str(current.groupby("track")["runs"].sum().idxmax())
+
+
+def board() -> Board:
+    """The page's store and track; shows what to run instead of the page (and stops it) when the store holds
+    no finished run of the track's current version."""
+    url = db_url()
+    cards = all_cards()
+    card = cards.get(st.session_state.get("track"), next(iter(cards.values())))
+    try:
+        counts = track_versions(url)
+    except queries.StoreMissing as exc:
+        _empty_store(card, f"There is no store yet ({exc}).")
+        st.stop()
+    mine = counts[counts["track"] == card.name]
+    current_ok = mine[(mine["track_version"] == card.version) & (mine["status"] == "ok")]["runs"].sum()
+    if current_ok == 0:
+        if counts.empty:
+            _empty_store(card, "The store holds no runs yet.")
+        else:
+            other = mine[mine["track_version"] != card.version]
+            reason = f"The store holds no finished run of {card.key}."
+            if not other.empty:
+                versions = ", ".join(f"v{v}" for v in sorted(other["track_version"].unique()))
+                reason += (
+                    f" It holds {int(other['runs'].sum())} run(s) of other versions ({versions}) of this track;"
+                    " runs of another track version are never ranked with the current one."
+                )
+            _empty_store(card, reason)
+        st.stop()
+    return Board(url=url, card=card)
+
+
+def _empty_store(card: TrackCard, reason: str) -> None:
+    st.info(reason)
+    st.markdown("Evaluate submissions to fill it, then refresh this page:")
+    st.code(f"harness submit ./my_model\nharness evaluate --track {card.name}", language="bash")
+    st.caption(f"Store: `{queries.store_label(db_url())}` (set with `harness serve --db URL` or HARNESS_DB_URL)")
+
+
+def fmt(value: Any, spec: str = ",.0f", missing: str = "-") -> str:
+    """A number for hovers and captions; `missing` for None/NaN (runs that failed before measuring it)."""
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+        return missing
+    return format(value, spec)
+
+
+def metric_label(name: str) -> str:
+    return name.removeprefix(queries.METRIC_PREFIX)
+
+
+def run_table(
+    frame: pd.DataFrame, card: TrackCard, leading: list[str], trailing: list[str]
+) -> tuple[pd.DataFrame, dict]:
+    """A run frame cut down to the columns a reader compares, with labels and number formats."""
+    from harness.leaderboard_app.ranking import metric_columns
+
+    metrics = metric_columns(frame, card.metrics)
+    middle = ["params", "macs", "bytes", "latency_ms", "p50_ms", "p90_ms", "noisy"]
+    columns = [c for c in [*leading, *metrics, *middle, *trailing] if c in frame.columns]
+    shown = frame[columns].copy()
+    config: dict[str, Any] = {
+        "rank": st.column_config.NumberColumn("#", format="%d", width="small"),
+        "submission": st.column_config.TextColumn("submission"),
+        "variant": st.column_config.TextColumn("variant"),
+        "params": st.column_config.NumberColumn("params", format="compact"),
+        "macs": st.column_config.NumberColumn("MACs", format="compact", help=_macs_help(card)),
+        "bytes": st.column_config.NumberColumn("bytes", format="bytes"),
+        "latency_ms": st.column_config.NumberColumn(
+            "latency ms", format="%.4f", help="The ranked figure: median of the repeat medians (device, model only)"
+        ),
+        "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.4f"),
+        "p90_ms": st.column_config.NumberColumn("p90 ms", format="%.4f"),
+        "noisy": st.column_config.CheckboxColumn("noisy", help="Latency flagged as noisy; see the submission page"),
+        "hardware_class": st.column_config.TextColumn("hardware class"),
+        "finished_at": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm"),
+        "run_id": st.column_config.NumberColumn("run", format="%d"),
+        "status": st.column_config.TextColumn("status"),
+        "delta_metric": st.column_config.NumberColumn(f"Δ {card.primary_metric}", format="%+.4f"),
+        "latency_change_pct": st.column_config.NumberColumn("Δ latency %", format="%+.1f%%"),
+        "bytes_change_pct": st.column_config.NumberColumn("Δ bytes %", format="%+.1f%%"),
+        "error": st.column_config.TextColumn("error"),
+        "track_version": st.column_config.NumberColumn("track version", format="v%d"),
+    }
+    for column in metrics:
+        config[column] = st.column_config.NumberColumn(metric_label(column), format="%.4f")
+    return shown, {k: v for k, v in config.items() if k in columns}
+
+
+def _macs_help(card: TrackCard) -> str:
+    if card.mac_images:
+        return f"Mean multiply-accumulates over {card.mac_images} fixed test images"
+    height, width = card.input_sizes[0]
+    return f"Multiply-accumulates of convolutions and linear layers at {height}×{width}"
+
+
+def run_labels(frame: pd.DataFrame) -> dict[int, str]:
+    """How runs are named in pickers, by run id: `#12 gtsnet@fp16 · v1 · ok` (column-wise: thousands of runs)."""
+    columns = zip(
+        frame["run_id"], frame["submission"], frame["variant"], frame["track_version"], frame["status"], strict=True
+    )
+    return {
+        int(run): f"#{run} {name}@{variant} · v{version} · {status}" for run, name, variant, version, status in columns
+    }
+
+
+def keep_choice(key: str, options: list[Any], default: Any) -> None:
+    """Set a picker's choice to `default` when none is remembered or the remembered one is no longer offered
+    (another track, a new store); Streamlit would otherwise fall back to the first option, not the default."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
+
+
+def hardware_picker(frame: pd.DataFrame, key: str) -> str | None:
+    """One hardware class to rank within (the one with the most entries first); None when there is none."""
+    counts = frame["hardware_class"].value_counts()
+    if counts.empty:
+        return None
+    options = list(counts.index)
+    keep_choice(key, options, options[0])
+    return st.selectbox(
+        "Hardware class", options, key=key, help="Rankings compare only runs made on the same class of machine."
+    )

@@ -1,0 +1,127 @@
+"""What the leaderboard computes from the stored runs: ranks under budgets, Pareto fronts, variant changes,
+and the best score over time. Pure pandas/numpy, no Streamlit, so it is tested directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.store.queries import METRIC_PREFIX
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Upper limits a participant's deployment must meet; None means no limit. A run without the measured
+    figure cannot be shown to meet a limit on it, so it is left out under that limit."""
+
+    max_macs: float | None = None
+    max_latency_ms: float | None = None
+    max_bytes: float | None = None
+
+    def admits(self, frame: pd.DataFrame) -> pd.Series:
+        keep = pd.Series(True, index=frame.index)
+        for column, limit in (("macs", self.max_macs), ("latency_ms", self.max_latency_ms), ("bytes", self.max_bytes)):
+            if limit is not None:
+                values = pd.to_numeric(frame[column], errors="coerce")
+                keep &= values.notna() & (values <= limit)
+        return keep
+
+
+def order(frame: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
+    """Best primary value first; ties go to the lower ranked latency, then to the earlier run."""
+    if frame.empty:
+        return frame.copy()
+    key = frame.assign(
+        _value=pd.to_numeric(frame["primary_value"], errors="coerce") * (-1.0 if higher_is_better else 1.0),
+        _latency=pd.to_numeric(frame["latency_ms"], errors="coerce"),
+    )
+    key = key.sort_values(["_value", "_latency", "run_id"], na_position="last", kind="mergesort")
+    return key.drop(columns=["_value", "_latency"])
+
+
+def rank(
+    frame: pd.DataFrame,
+    higher_is_better: bool,
+    *,
+    budget: Budget | None = None,
+    include_noisy: bool = True,
+    variants: list[str] | None = None,
+    hardware_class: str | None = None,
+) -> pd.DataFrame:
+    """The standings after filters, ranked 1..n within each hardware class (ranks never span machines)."""
+    keep = pd.Series(True, index=frame.index)
+    if budget is not None:
+        keep &= budget.admits(frame)
+    if not include_noisy:
+        keep &= ~frame["noisy"].fillna(False).astype(bool)
+    if variants is not None:
+        keep &= frame["variant"].isin(variants)
+    if hardware_class is not None:
+        keep &= frame["hardware_class"] == hardware_class
+    ranked = order(frame[keep], higher_is_better)
+    ranked.insert(0, "rank", ranked.groupby("hardware_class").cumcount().to_numpy() + 1 if len(ranked) else [])
+    return ranked.reset_index(drop=True)
+
+
+def pareto_mask(values: np.ndarray, costs: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """True for the entries no other entry beats: none has a cost <= and a value at least as good, with one of
+    the two strictly better. Entries with a missing value or cost are never on the front."""
+    values = np.asarray(values, dtype=np.float64)
+    costs = np.asarray(costs, dtype=np.float64)
+    goodness = values if higher_is_better else -values
+    valid = np.isfinite(goodness) & np.isfinite(costs)
+    mask = np.zeros(len(values), dtype=bool)
+    indices = np.flatnonzero(valid)
+    # Cheapest first, and among equal costs the best first: an entry is on the front when it is better than
+    # everything cheaper, or exactly equal (value and cost) to the last entry put on the front.
+    sweep = indices[np.lexsort((-goodness[indices], costs[indices]))]
+    best = -np.inf
+    best_cost = np.nan
+    for i in sweep:
+        if goodness[i] > best:
+            mask[i] = True
+            best, best_cost = goodness[i], costs[i]
+        elif goodness[i] == best and costs[i] == best_cost:
+            mask[i] = True
+    return mask
+
+
+def variant_changes(frame: pd.DataFrame, baseline: str = "fp32") -> pd.DataFrame:
+    """Each variant's change against the baseline variant's run: metric difference (absolute), and latency,
+    bytes and MACs in % of the baseline. Empty changes where the baseline has no finished `ok` run."""
+    out = frame.copy()
+    base_rows = frame[(frame["variant"] == baseline) & (frame["status"] == "ok")]
+    for column in ("delta_metric", "latency_change_pct", "bytes_change_pct"):
+        out[column] = np.nan
+    if base_rows.empty:
+        return out
+    base = base_rows.iloc[-1]
+    values = pd.to_numeric(out["primary_value"], errors="coerce")
+    out["delta_metric"] = values - float(base["primary_value"])
+    for column, change in (("latency_ms", "latency_change_pct"), ("bytes", "bytes_change_pct")):
+        reference = pd.to_numeric(pd.Series([base[column]]), errors="coerce").iloc[0]
+        if pd.notna(reference) and reference != 0:
+            out[change] = 100.0 * (pd.to_numeric(out[column], errors="coerce") - reference) / reference
+    out.loc[out["status"] != "ok", ["delta_metric", "latency_change_pct", "bytes_change_pct"]] = np.nan
+    return out
+
+
+def best_over_time(frame: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
+    """The `ok` runs in the order they finished, with the best primary value reached so far and a flag on the
+    runs that set a new best (ties do not)."""
+    ok = frame[(frame["status"] == "ok") & frame["primary_value"].notna()].sort_values(["finished_at", "run_id"])
+    ok = ok.reset_index(drop=True)
+    values = ok["primary_value"].astype(float)
+    best = values.cummax() if higher_is_better else values.cummin()
+    previous = best.shift(1)
+    record = previous.isna() | ((values > previous) if higher_is_better else (values < previous))
+    return ok.assign(best_so_far=best, record=record)
+
+
+def metric_columns(frame: pd.DataFrame, names: list[str] | tuple[str, ...]) -> list[str]:
+    """The `metric:<name>` columns present in a frame, in the track card's order, then any others."""
+    present = [c for c in frame.columns if c.startswith(METRIC_PREFIX)]
+    ordered = [f"{METRIC_PREFIX}{n}" for n in names if f"{METRIC_PREFIX}{n}" in present]
+    return ordered + sorted(c for c in present if c not in ordered)

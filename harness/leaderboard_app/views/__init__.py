@@ -1,0 +1,1 @@
+"""The leaderboard's pages, one Streamlit script each (run by `st.navigation`, not imported)."""

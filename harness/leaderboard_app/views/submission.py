@@ -1,0 +1,132 @@
+"""Submission page: one submission's variants in one table with the change against fp32, their latency
+distributions from the stored samples, the machines they ran on, and the log tail of failed runs."""
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from harness.leaderboard_app import common
+from harness.leaderboard_app.ranking import order, variant_changes
+
+LOG_TAIL_LINES = 40
+
+board = common.board()
+card = board.card
+stored = common.submissions(board.url, card.name)
+entries = order(
+    common.standings(board.url, card.name, card.version, board.macs_key, card.metrics), card.higher_is_better
+)
+# Best-placed first, then the submissions without an `ok` run (they may only have failed).
+names = list(dict.fromkeys([*entries["submission"], *stored["submission"]]))
+wanted = st.query_params.get("submission") if "submission_name" not in st.session_state else None
+common.keep_choice("submission_name", names, wanted if wanted in names else names[0])
+name = st.selectbox("Submission", names, key="submission_name")
+st.title(name)
+
+versions = stored[stored["submission"] == name]
+latest_content = versions.iloc[-1]
+st.caption(
+    f"project {latest_content['project']} · entry point `{latest_content['entry_point']}` · content "
+    f"{latest_content['content_hash'][:12]} · submitted {latest_content['created_at']:%Y-%m-%d %H:%M} · "
+    f"declared variants: {', '.join(latest_content['variants'] or ['fp32'])}"
+    + (f" · {len(versions)} stored contents" if len(versions) > 1 else "")
+)
+
+all_runs = common.runs(board.url, card.name, submission=name, macs_key=board.macs_key, with_logs=True)
+runs = all_runs[all_runs["track_version"] == card.version]
+other_versions = len(all_runs) - len(runs)
+if other_versions:
+    st.caption(f"{other_versions} run(s) of other versions of {card.name} are not shown.")
+if runs.empty:
+    st.info(f"No finished run of {name} on {card.key} yet: `harness evaluate --track {card.name} --submission {name}`")
+    st.stop()
+
+hardware = common.hardware_picker(runs, key="submission_hardware")
+here = runs[runs["hardware_class"] == hardware]
+latest = here.sort_values("run_id").groupby("variant", sort=False).tail(1)
+declared = list(latest_content["variants"] or [])
+rank_of = {v: i for i, v in enumerate(["fp32", *declared])}
+latest = latest.sort_values("variant", key=lambda s: s.map(lambda v: rank_of.get(v, len(rank_of))))
+changes = variant_changes(latest, baseline="fp32")
+changes["error"] = changes["error"].fillna("")
+
+st.subheader("Variants")
+shown, config = common.run_table(
+    changes,
+    card,
+    leading=["variant", "status"],
+    trailing=["delta_metric", "latency_change_pct", "bytes_change_pct", "finished_at", "run_id", "error"],
+)
+st.container(key="variants_table").dataframe(shown, column_config=config, hide_index=True)
+if "fp32" not in set(latest.loc[latest["status"] == "ok", "variant"]):
+    st.caption("No `ok` fp32 run on this hardware class, so no change against fp32 is shown.")
+else:
+    st.caption("Δ: the change against this submission's fp32 run on the same hardware class.")
+
+st.subheader("Latency distribution")
+ok = latest[latest["status"] == "ok"]
+samples = common.latency_samples(board.url, tuple(int(i) for i in ok["run_id"]))
+figure = go.Figure()
+for row in ok.itertuples():
+    values = samples.get(int(row.run_id))
+    if values is None or len(values) == 0:
+        continue
+    figure.add_trace(
+        go.Box(
+            x=values,
+            name=f"{row.variant} (#{row.run_id})",
+            boxpoints="outliers",
+            hovertemplate=f"{row.variant}: %{{x:.4f}} ms<extra></extra>",
+        )
+    )
+if figure.data:
+    spread = [
+        float(np.percentile(samples[int(i)], 99) / max(np.percentile(samples[int(i)], 1), 1e-9))
+        for i in ok["run_id"]
+        if int(i) in samples and len(samples[int(i)])
+    ]
+    figure.update_layout(
+        xaxis_title="device latency per iteration (ms)",
+        height=120 + 60 * len(figure.data),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        showlegend=False,
+    )
+    if spread and max(spread) > 10:
+        figure.update_xaxes(type="log")
+    st.container(key="latency_distribution").plotly_chart(figure, config={"displaylogo": False})
+    stats = ok[["variant", "p50_ms", "p90_ms", "p99_ms", "latency_cv", "noisy", "noise_reasons"]].copy()
+    stats["samples"] = [len(samples.get(int(i), [])) for i in ok["run_id"]]
+    stats["noise_reasons"] = ["; ".join(r or []) for r in stats["noise_reasons"]]
+    st.container(key="latency_stats").dataframe(
+        stats,
+        hide_index=True,
+        column_config={
+            "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.4f"),
+            "p90_ms": st.column_config.NumberColumn("p90 ms", format="%.4f"),
+            "p99_ms": st.column_config.NumberColumn("p99 ms", format="%.4f"),
+            "latency_cv": st.column_config.NumberColumn("CV", format="percent"),
+            "noise_reasons": st.column_config.TextColumn("why noisy"),
+        },
+    )
+else:
+    st.info("No latency samples stored for these runs (no variant finished `ok`).")
+
+st.subheader("Environment")
+env_ids = tuple(sorted({int(i) for i in here["environment_id"].dropna()}))
+machines = common.environments(board.url, env_ids)
+if machines:
+    table = pd.DataFrame({f"environment {k}": {key: str(v) for key, v in data.items()} for k, data in machines.items()})
+    table.index.name = "field"
+    st.container(key="environment_table").dataframe(table)
+else:
+    st.info("No environment stored for these runs.")
+
+failed = here[here["status"].isin(["failed", "unavailable"])].sort_values("run_id", ascending=False)
+st.subheader(f"Failed runs ({len(failed)})")
+if failed.empty:
+    st.caption("Every run of this submission on this hardware class finished `ok`.")
+for row in failed.itertuples():
+    with st.expander(f"#{row.run_id} [{row.variant}] {row.status}: {row.error or 'no reason stored'}"):
+        tail = "\n".join((row.log_tail or "").splitlines()[-LOG_TAIL_LINES:])
+        st.code(tail or "(the run left no log)", language="text")

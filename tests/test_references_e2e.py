@@ -1,0 +1,87 @@
+"""Every reference submission through the real CLI on CPU (quick profile): submit, evaluate all three tracks,
+and check what the issues promise (thresholds), plus a self-gate: the harness's metrics must equal the pinned
+figures in `tests/expected_reference_metrics.json`, so a change in a scorer, a dataset generator or a
+reference's weights cannot pass unnoticed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+EXPECTED = Path(__file__).with_name("expected_reference_metrics.json")
+TRACKS = ("classification", "small-object", "text-detection")
+# Pinned figures are CPU results; other CPUs' kernels may round differently in the last digits of a score.
+TOLERANCE = 2e-3
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
+    home = tmp_path_factory.mktemp("references")
+    env = {"HARNESS_HOME": str(home), "HARNESS_DB_URL": f"sqlite:///{home}/harness.db"}
+    for folder in sorted((ROOT / "submissions").iterdir()):
+        if (folder / "pyproject.toml").is_file():
+            result = run_cli("submit", str(folder), env=env)
+            assert result.returncode == 0, result.stderr
+    runs = {}
+    for track in TRACKS:
+        result = run_cli("evaluate", "--track", track, "--variant", "fp32", "--json", env=env, timeout=1800)
+        assert result.returncode == 0, result.stderr
+        runs[track] = json.loads(result.stdout)
+    runs["env"] = env  # type: ignore[assignment]
+    return runs
+
+
+def _by_name(runs: list[dict]) -> dict[str, dict]:
+    found = {r["submission"]: r for r in runs}
+    for run in runs:
+        assert run["status"] == "ok", f"{run['submission']}: {run['error']}"
+    return found
+
+
+def test_classification_references(evaluated):
+    runs = _by_name(evaluated["classification"])
+    assert set(runs) == {"gtsnet", "shufflenet_v2_x0_5", "mobilenet_v2", "ghostnet"}
+    for name, run in runs.items():
+        assert run["metrics"]["top1"] >= 0.93, name
+        assert run["bytes"] <= 15 * 2**20
+    assert 150_000 < runs["gtsnet"]["params"] < 200_000  # "about 0.17 M parameters"
+
+
+def test_small_object_references(evaluated):
+    runs = _by_name(evaluated["small-object"])
+    small, default = runs["fasterrcnn_small"]["metrics"], runs["fasterrcnn_default"]["metrics"]
+    assert small["AP"] >= 0.30 and small["AP50"] >= 0.60
+    assert small["AP_verytiny"] + small["AP_tiny"] > default["AP_verytiny"] + default["AP_tiny"]
+    for run in runs.values():
+        assert run["macs_std"]["dataset"] >= 0.0 and run["macs"]["dataset"] > 1e9  # mean over 8 test images
+
+
+def test_text_detection_reference(evaluated):
+    runs = _by_name(evaluated["text-detection"])
+    assert set(runs) == {"craft_compact"}, "craft_vgg16_bn is stored but evaluated only when named"
+    assert runs["craft_compact"]["metrics"]["deteval_hmean"] >= 0.85
+
+
+def test_metrics_match_pinned_figures(evaluated):
+    """The self-gate. After a deliberate change, regenerate with
+    `python tests/test_references_e2e.py` semantics: copy the new figures from `harness evaluate --json`."""
+    expected = json.loads(EXPECTED.read_text())
+    for track in TRACKS:
+        for run in evaluated[track]:
+            pinned = expected[track][run["submission"]]
+            for name, value in pinned.items():
+                assert run["metrics"][name] == pytest.approx(value, abs=TOLERANCE), (track, run["submission"], name)
+
+
+def test_leaderboards_print(evaluated):
+    for track in TRACKS:
+        board = run_cli("leaderboard", "--track", track, env=evaluated["env"])
+        assert board.returncode == 0
+        for run in evaluated[track]:
+            assert run["submission"] in board.stdout

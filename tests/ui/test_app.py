@@ -1,0 +1,297 @@
+"""Every leaderboard page, run by Streamlit's AppTest against a store seeded by the real flow (see conftest).
+
+Expected values come from outside the app: the ranking from `harness leaderboard --json` (the CLI's own
+standings code), everything else from the store read with sqlite3.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from harness.leaderboard_app import APP_SCRIPT
+from harness.leaderboard_app.ranking import pareto_mask
+from harness.tracks import get_card
+from tests.conftest import run_cli
+
+TIMEOUT_S = 120
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT_S).run()
+    if page is not None:
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _db(seeded) -> sqlite3.Connection:
+    return sqlite3.connect(seeded.url.removeprefix("sqlite:///"))
+
+
+def _cli_standings(seeded) -> list[dict]:
+    result = run_cli("leaderboard", "--track", "classification", "--json", env=seeded.env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _table(at: AppTest, key: str) -> pd.DataFrame:
+    """The table the page draws inside the container with this key."""
+    (table,) = at.get_by_key(key).dataframe
+    return table.value
+
+
+def _values(data: object) -> list:
+    """A Plotly data array: a plain list, or numpy data that Plotly sends base64-encoded with its dtype."""
+    if isinstance(data, dict) and "bdata" in data:
+        array = np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
+        return array.tolist()
+    return list(data or [])
+
+
+def _plotly(at: AppTest, key: str) -> dict:
+    """The Plotly figure (as its JSON spec) the page draws inside the container with this key."""
+    (chart,) = at.get_by_key(key).get("plotly_chart")
+    return json.loads(chart.proto.spec)
+
+
+def test_standings_rank_like_the_cli(leaderboard_env):
+    expected = _cli_standings(leaderboard_env)
+    assert expected, "the seed produced no ok run"
+    at = open_app()
+    table = _table(at, "standings_table")
+    hardware = at.selectbox(key="standings_hardware").value
+    want = [
+        (r["rank"], r["submission"], r["variant"], r["run_id"]) for r in expected if r["hardware_class"] == hardware
+    ]
+    got = list(zip(table["rank"], table["submission"], table["variant"], table["run_id"], strict=True))
+    assert got == want
+    assert {"metric:top1", "metric:top5", "params", "macs", "bytes", "latency_ms", "p50_ms", "p90_ms"} <= set(table)
+    assert {"hardware_class", "finished_at"} <= set(table)
+    by_run = {r["run_id"]: r for r in expected}
+    for row in table.itertuples():
+        stored = by_run[row.run_id]
+        assert table.loc[row.Index, "metric:top1"] == pytest.approx(stored["metrics"]["top1"])
+        assert row.macs == stored["macs"]["32x32"] and row.params == stored["params"] and row.bytes == stored["bytes"]
+        assert row.p90_ms == pytest.approx(stored["latency"]["p90_ms"])
+    assert leaderboard_env.failing not in set(table["submission"]), "a failed run must never be ranked"
+
+
+def test_budgets_and_filters_rerank(leaderboard_env):
+    at = open_app()
+    full = _table(at, "standings_table")
+    # A MACs budget between the cheapest and the dearest entry keeps exactly the entries within it, re-ranked.
+    limit_m = float(np.median(full["macs"])) / 1e6
+    at.number_input(key="budget_macs").set_value(limit_m).run()
+    within = _table(at, "standings_table")
+    assert list(within["run_id"]) == [
+        r for r, m in zip(full["run_id"], full["macs"], strict=True) if m <= limit_m * 1e6
+    ]
+    assert list(within["rank"]) == list(range(1, len(within) + 1))
+    assert 0 < len(within) <= len(full)
+    at.number_input(key="budget_macs").set_value(None)
+    latency_limit = float(full["latency_ms"].min())
+    at.number_input(key="budget_latency").set_value(latency_limit).run()
+    assert list(_table(at, "standings_table")["run_id"]) == list(
+        full.loc[full["latency_ms"] <= latency_limit, "run_id"]
+    )
+    at.number_input(key="budget_latency").set_value(None)
+    at.multiselect(key="standings_variants").set_value(["fp32"]).run()
+    fp32 = _table(at, "standings_table")
+    assert set(fp32["variant"]) == {"fp32"} and list(fp32["rank"]) == list(range(1, len(fp32) + 1))
+    at.multiselect(key="standings_variants").set_value(sorted(set(full["variant"])))
+    at.toggle(key="standings_noisy").set_value(False).run()
+    expected_quiet = full.loc[~full["noisy"].astype(bool), "run_id"].tolist()
+    if expected_quiet:
+        assert list(_table(at, "standings_table")["run_id"]) == expected_quiet
+    else:
+        assert any("No entry meets these filters" in w.value for w in at.warning)
+
+
+def test_pareto_page_highlights_the_front(leaderboard_env):
+    at = open_app("pareto")
+    standings = _table(open_app(), "standings_table")
+    for key, cost in (("pareto_latency", "latency_ms"), ("pareto_macs", "macs")):
+        spec = _plotly(at, key)
+        traces = {t["name"]: t for t in spec["data"]}
+        front = traces["Pareto front"]
+        dominated = traces["dominated"]
+        mask = pareto_mask(standings["metric:top1"].to_numpy(float), standings[cost].to_numpy(float), True)
+        assert sorted(_values(front["x"])) == pytest.approx(sorted(standings.loc[mask, cost]))
+        assert len(_values(dominated.get("x"))) == int((~mask).sum())
+        assert dominated["marker"]["opacity"] < front["marker"]["opacity"]
+        assert all("run #" in text for text in front["hovertext"])
+        costs = standings[cost].to_numpy(float)
+        log_axis = costs.max() / costs.min() > 10
+        assert (spec["layout"]["xaxis"].get("type") == "log") == log_axis
+    front_table = _table(at, "pareto_front_table")
+    assert len(front_table) >= 1
+
+
+def test_submission_page_variants_latency_environment(leaderboard_env):
+    at = open_app()
+    best = _table(at, "standings_table").iloc[0]
+    at.switch_page("views/submission.py").run()
+    assert not at.exception
+    assert at.selectbox(key="submission_name").value == best["submission"]
+    variants = _table(at, "variants_table")
+    with _db(leaderboard_env) as db:
+        stored = db.execute(
+            "select r.variant, r.status, r.primary_value, l.ranked_ms, l.iterations from runs r "
+            "join submissions s on s.id = r.submission_id left join latency_summaries l on l.run_id = r.id and "
+            "l.kind = 'device' where s.name = ? order by r.id",
+            (best["submission"],),
+        ).fetchall()
+    latest = {variant: (status, value, ranked, iterations) for variant, status, value, ranked, iterations in stored}
+    assert set(variants["variant"]) == set(latest)
+    base = latest["fp32"]
+    for row in variants.itertuples():
+        status, value, ranked, _ = latest[row.variant]
+        assert row.status == status
+        if status == "ok":
+            assert row.delta_metric == pytest.approx(value - base[1])
+            assert row.latency_change_pct == pytest.approx(100 * (ranked - base[2]) / base[2])
+    spec = _plotly(at, "latency_distribution")
+    ok_variants = {v for v, (status, *_rest) in latest.items() if status == "ok"}
+    assert {t["name"].split(" ")[0] for t in spec["data"]} == ok_variants
+    for trace in spec["data"]:
+        assert len(_values(trace["x"])) == latest[trace["name"].split(" ")[0]][3], "every stored sample is drawn"
+    environment = _table(at, "environment_table")
+    assert {"torch", "cpu_model", "threads"} <= set(environment.index)
+
+
+def test_submission_page_shows_the_log_tail_of_failed_runs(leaderboard_env):
+    at = open_app()
+    at.session_state["submission_name"] = leaderboard_env.failing
+    at.switch_page("views/submission.py").run()
+    assert not at.exception
+    with _db(leaderboard_env) as db:
+        error, log_tail = db.execute(
+            "select r.error, r.log_tail from runs r join submissions s on s.id = r.submission_id where s.name = ?",
+            (leaderboard_env.failing,),
+        ).fetchone()
+    assert "cannot handle batches larger than 2" in error
+    (expander,) = at.expander
+    assert "failed" in expander.label and "cannot handle batches larger than 2" in expander.label
+    code = expander.code[0].value
+    assert code == "\n".join(log_tail.splitlines()[-40:]) and code.strip()
+    assert len(at.get("plotly_chart")) == 0 and any("No latency samples" in i.value for i in at.info)
+
+
+def test_compare_page_puts_two_runs_side_by_side(leaderboard_env):
+    at = open_app()
+    standings = _table(at, "standings_table")
+    run_a, run_b = int(standings["run_id"].iloc[0]), int(standings["run_id"].iloc[-1])
+    at.switch_page("views/compare.py").run()
+    at.selectbox(key="compare_a").set_value(run_a)
+    at.selectbox(key="compare_b").set_value(run_b).run()
+    assert not at.exception
+    table = _table(at, "compare_table").set_index("field")
+    a = standings.set_index("run_id").loc[run_a]
+    b = standings.set_index("run_id").loc[run_b]
+    assert table.loc["submission", "run A"] == a["submission"] and table.loc["submission", "run B"] == b["submission"]
+    assert table.loc["variant", "run B"] == b["variant"]
+    assert (
+        table.loc["latency ms (ranked)", "B vs A"]
+        == f"{100 * (b['latency_ms'] - a['latency_ms']) / a['latency_ms']:+.1f}%"
+    )
+    assert table.loc["top1", "B vs A"] == f"{b['metric:top1'] - a['metric:top1']:+.4f}"
+    spec = _plotly(at, "compare_latency")
+    assert len(spec["data"]) == (1 if run_a == run_b else 2)
+    assert not at.warning, "runs of one version and machine are comparable"
+
+
+def test_history_page_tracks_the_best_score(leaderboard_env):
+    at = open_app("history")
+    with _db(leaderboard_env) as db:
+        ok = pd.read_sql(
+            "select id as run_id, primary_value, finished_at from runs where status = 'ok' and track_version = ? "
+            "order by finished_at, id",
+            db,
+            params=(get_card("classification").version,),
+        )
+    spec = _plotly(at, "history_chart")
+    traces = {t["name"]: t for t in spec["data"]}
+    assert _values(traces["best so far"]["y"]) == pytest.approx(list(ok["primary_value"].cummax()))
+    records = _table(at, "records_table")
+    assert records["run_id"].iloc[-1] == ok["run_id"].iloc[0], "the first run always sets the first best"
+    assert list(records["metric:top1"].iloc[::-1]) == sorted(set(records["metric:top1"]))
+
+
+def test_empty_store_shows_the_commands_to_run(tmp_path, monkeypatch):
+    missing = tmp_path / "nothing-here.db"
+    monkeypatch.setenv("HARNESS_DB_URL", f"sqlite:///{missing}")
+    for page in (None, "pareto", "submission", "compare", "history"):
+        at = open_app(page)
+        assert not at.dataframe and not at.get("plotly_chart")
+        assert any("no store yet" in i.value.lower() for i in at.info)
+        assert "harness evaluate --track classification" in at.code[0].value
+    assert not missing.exists(), "the leaderboard must never create a store"
+
+
+def test_store_without_runs_shows_the_commands_to_run(tmp_path, monkeypatch):
+    from harness.store import Store
+
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    Store(url).engine.dispose()  # created and migrated by the harness, as `harness submit` would
+    monkeypatch.setenv("HARNESS_DB_URL", url)
+    at = open_app()
+    assert not at.dataframe
+    assert any("holds no runs yet" in i.value for i in at.info)
+    assert "harness submit ./my_model" in at.code[0].value
+
+
+def test_runs_of_another_track_version_are_never_ranked(leaderboard_env, tmp_path, monkeypatch):
+    """The card is bumped to the next version: every stored run is now of an older version and none is ranked."""
+    import harness.tracks.base as tracks_base
+
+    card_text = (tracks_base.CARDS_DIR / "classification.toml").read_text()
+    current = get_card("classification").version
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "classification.toml").write_text(card_text.replace(f"version = {current}", f"version = {current + 1}"))
+    monkeypatch.setattr(tracks_base, "CARDS_DIR", cards)
+    assert get_card("classification").version == current + 1
+    for page in (None, "pareto", "history"):
+        at = open_app(page)
+        assert not at.dataframe and not at.get("plotly_chart")
+        (info,) = at.info
+        assert f"no finished run of classification@v{current + 1}" in info.value
+        assert f"(v{current})" in info.value and "never ranked with the current one" in info.value
+
+
+def test_one_read_only_engine_per_process(leaderboard_env):
+    from harness.leaderboard_app import common
+
+    first = common.engine(leaderboard_env.url)
+    for page in (None, "pareto", "submission", "compare", "history"):
+        open_app(page)
+    assert common.engine(leaderboard_env.url) is first, "the engine must be shared by every rerun and page"
+    db_file = Path(leaderboard_env.url.removeprefix("sqlite:///"))
+    before = db_file.stat().st_mtime_ns
+    with first.connect() as conn, pytest.raises(Exception, match="readonly|read-only|query_only"):
+        conn.exec_driver_sql("delete from metrics")
+    assert db_file.stat().st_mtime_ns == before
+
+
+def test_choices_no_longer_offered_fall_back(leaderboard_env):
+    """A remembered submission, run or hardware class that the store no longer offers (another track, a new
+    store) falls back to the page's default (the best entry), not to whatever option happens to come first."""
+    at = open_app()
+    best = _table(at, "standings_table").iloc[0]
+    at.session_state["submission_name"] = "not-a-submission"
+    at.session_state["submission_hardware"] = "not a machine"
+    at.switch_page("views/submission.py").run()
+    assert not at.exception
+    assert at.selectbox(key="submission_name").value == best["submission"]
+    at.session_state["compare_a"] = 10**9
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    assert at.selectbox(key="compare_a").value == int(best["run_id"])

@@ -1,0 +1,259 @@
+"""The leaderboard in a real browser: `harness serve` on loopback, every page opened in headless Chromium
+(Debian's `chromium`, driven by Playwright), its table rows and charts checked, screenshots saved to
+`test-artifacts/leaderboard/`. Also the page timings on the large synthetic store (1,000 submissions x 3
+variants) that docs/BENCHMARKS.md (leaderboard section) reports.
+
+Skipped, with the reason, where Chromium or Playwright is absent (`scripts/install_chromium.sh` installs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("HARNESS_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts" / "leaderboard"
+START_TIMEOUT_S = 180
+RENDER_TIMEOUT_MS = 120_000
+# (url path, title shown, has a chart)
+PAGES = [
+    ("", "Lightweight image classification", False),
+    ("pareto", "Accuracy / cost trade-off", True),
+    ("submission", None, True),
+    ("compare", "Compare two runs", True),
+    ("history", "Best score over time", True),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(db_url: str, env: dict[str, str]) -> Iterator[str]:
+    """`harness serve` on a free loopback port, stopped (its whole process group) afterwards."""
+    port = _free_port()
+    exe = Path(sys.executable).parent / "harness"
+    log = ARTIFACTS / f"serve-{port}.log"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as log_file:
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--port", str(port), "--db", db_url, "--host", "127.0.0.1"],
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            assert proc.poll() is None, f"harness serve exited: {log.read_text()}"
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            assert time.monotonic() < deadline, f"harness serve did not answer in {START_TIMEOUT_S} s"
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/install_chromium.sh (or set HARNESS_CHROMIUM)")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def _wait_idle(page) -> None:
+    """Until the script run has finished (Streamlit shows its status widget while a run is in progress)."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=RENDER_TIMEOUT_MS
+    )
+
+
+def _cell(page, column: int, row: int, table: int = 0) -> str:
+    grid = page.locator('[data-testid="stDataFrame"]').nth(table)
+    return grid.locator(f'[data-testid="glide-cell-{column}-{row}"]').inner_text().strip()
+
+
+def _rows(page, table: int = 0) -> int:
+    grid = page.locator('[data-testid="stDataFrame"]').nth(table)
+    return grid.locator('[data-testid^="glide-cell-0-"]').count()
+
+
+def test_every_page_renders_in_chromium(seeded_store, browser):
+    standings = json.loads(run_cli("leaderboard", "--track", "classification", "--json", env=seeded_store.env).stdout)
+    hardware = max(
+        {r["hardware_class"] for r in standings}, key=lambda h: sum(r["hardware_class"] == h for r in standings)
+    )
+    ranked = [r for r in standings if r["hardware_class"] == hardware]
+    # Tall: Streamlit scrolls inside its main block, so a full-page screenshot holds one viewport only.
+    page = browser.new_page(viewport={"width": 1500, "height": 2400})
+    with served(seeded_store.url, seeded_store.env) as base:
+        for path, title, has_chart in PAGES:
+            page.goto(f"{base}/{path}")
+            page.wait_for_selector('[data-testid="stDataFrame"]', timeout=RENDER_TIMEOUT_MS)
+            if has_chart:
+                page.wait_for_selector(".js-plotly-plot .main-svg", timeout=RENDER_TIMEOUT_MS)
+            _wait_idle(page)
+            page.wait_for_timeout(500)  # let the grid and plotly finish painting before the screenshot
+            page.screenshot(path=str(ARTIFACTS / f"{path or 'standings'}.png"), full_page=True)
+            assert page.locator('[data-testid="stException"]').count() == 0, f"/{path} raised"
+            assert "Page not found" not in page.content()
+            heading = page.locator("h1").first.inner_text()
+            assert heading == (title or ranked[0]["submission"]), heading
+            if has_chart:
+                points = page.locator(".js-plotly-plot .scatterlayer .point, .js-plotly-plot .boxlayer .box")
+                assert points.count() + page.locator(".js-plotly-plot .barlayer .point").count() > 0
+            if path == "":
+                assert _rows(page) == len(ranked)
+                for index, row in enumerate(ranked):
+                    assert _cell(page, 0, index) == str(row["rank"])
+                    assert _cell(page, 1, index) == row["submission"]
+                    assert _cell(page, 2, index) == row["variant"]
+            if path == "submission":
+                variants = {_cell(page, 0, i) for i in range(_rows(page))}
+                assert variants == {r["variant"] for r in ranked if r["submission"] == ranked[0]["submission"]}
+            if path == "compare":
+                assert _cell(page, 0, 0) == "submission" and _cell(page, 1, 0) == ranked[0]["submission"]
+        # A failed submission's page, opened by its link: the reason and the log tail are on it.
+        page.goto(f"{base}/submission?submission={seeded_store.failing}")
+        page.wait_for_selector('[data-testid="stExpander"]', timeout=RENDER_TIMEOUT_MS)
+        _wait_idle(page)
+        expander = page.locator('[data-testid="stExpander"]').first
+        assert "failed" in expander.inner_text() and "cannot handle batches larger than 2" in expander.inner_text()
+        expander.locator("summary").click()
+        page.wait_for_selector('[data-testid="stExpander"] [data-testid="stCode"]', timeout=RENDER_TIMEOUT_MS)
+        page.screenshot(path=str(ARTIFACTS / "submission-failed.png"), full_page=True)
+    page.close()
+
+
+class ScriptRuns:
+    """Watches the app's websocket for Streamlit's `script_finished` messages, so a timing stops when the
+    server has finished the run the reader caused, not at a guessed moment."""
+
+    def __init__(self, page) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        self._message = ForwardMsg
+        self.finished_at: list[float] = []
+        page.on("websocket", self._watch)
+        self.page = page
+
+    def _watch(self, websocket) -> None:
+        websocket.on("framereceived", self._frame)
+
+    def _frame(self, payload) -> None:
+        if isinstance(payload, bytes | bytearray):
+            with contextlib.suppress(Exception):
+                if self._message.FromString(bytes(payload)).WhichOneof("type") == "script_finished":
+                    self.finished_at.append(time.perf_counter())
+
+    def wait_finished_after(self, start: float) -> float:
+        """When the first run finished after `start` (perf_counter seconds)."""
+        deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000
+        while not any(t > start for t in self.finished_at):
+            assert time.monotonic() < deadline, "the app never finished its run"
+            self.page.wait_for_timeout(10)
+        return min(t for t in self.finished_at if t > start)
+
+
+def _timed(page, runs: ScriptRuns, action, rendered: str, timings: dict[str, float], name: str) -> None:
+    """Seconds from an action until the script run it caused has finished (`<name>_server_s`: the app's
+    part) and until `rendered` is in the page with the table's grid drawn (`<name>_s`: what the reader waits,
+    browser work included)."""
+    start = time.perf_counter()
+    action()
+    finished = runs.wait_finished_after(start)
+    page.wait_for_selector(rendered, state="attached", timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stDataFrame"] canvas', timeout=RENDER_TIMEOUT_MS)
+    timings[f"{name}_s"] = time.perf_counter() - start
+    timings[f"{name}_server_s"] = finished - start
+
+
+@pytest.mark.slow
+@pytest.mark.heavy_benchmark  # builds the 1,000 x 3 store; a benchmark run on demand, figures in BENCHMARKS.md
+def test_page_interactive_on_a_large_store(synthetic_store, browser, session_home):
+    """SYNTHETIC store of 1,000 submissions x 3 variants: seconds from a reader's action until the script run it
+    caused is over and its table or chart is drawn: (a) first view after start (cold: imports, first query),
+    (b) a returning reader's new session (browser cache warm), (c) Refresh (cache cleared, the standings query
+    runs again), (d) a budget typed in (re-rank of 1,500 entries), (e) the Pareto page from the sidebar."""
+    table = '[data-testid="glide-cell-1-0"]'
+    timings: dict[str, float] = {"load_average_before": os.getloadavg()[0]}
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = context.new_page()
+    runs = ScriptRuns(page)
+    with served(synthetic_store.url, {"HARNESS_HOME": str(session_home)}) as base:
+        _timed(page, runs, lambda: page.goto(base), table, timings, "first_view")
+        assert _rows(page) > 10 and _cell(page, 0, 0) == "1"
+        assert page.get_by_text("entries on").first.inner_text().startswith("1500 of 1500 entries")
+        second = context.new_page()
+        _timed(second, ScriptRuns(second), lambda: second.goto(base), table, timings, "new_session_view")
+        second.close()
+        refresh = page.get_by_role("button", name="Refresh")
+        _timed(page, runs, refresh.click, table, timings, "refresh_uncached")
+        latency_box = page.get_by_label("Max latency (ms)")
+
+        def set_budget() -> None:
+            latency_box.fill("1")
+            latency_box.press("Enter")
+
+        _timed(page, runs, set_budget, "text=within the budget", timings, "budget_rerank")
+        within = page.get_by_text("entries on").first.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "standings-synthetic-budget.png"), full_page=True)
+        pareto_link = page.locator('[data-testid="stSidebarNav"] a', has_text="Pareto fronts")
+        _timed(page, runs, pareto_link.click, ".js-plotly-plot .scatterlayer .point", timings, "pareto_from_sidebar")
+        page.screenshot(path=str(ARTIFACTS / "pareto-synthetic.png"), full_page=True)
+    context.close()
+    timings["load_average_after"] = os.getloadavg()[0]
+    (ARTIFACTS / "page-timings.json").write_text(json.dumps(timings, indent=2))
+    print("\n" + json.dumps(timings, indent=2) + f"\n{within}")
+    assert 0 < int(within.split(" ")[0]) < 1500
+    # Page times are figures for docs/BENCHMARKS.md (target: interactive in < 2 s), not assertions: they
+    # depend on the machine and its load.
+    slow = [
+        name
+        for name in ("new_session_view", "refresh_uncached", "budget_rerank", "pareto_from_sidebar")
+        if timings[f"{name}_s"] >= 2.0
+    ]
+    if slow:
+        warnings.warn(f"over the 2 s target: {slow} (load {timings['load_average_after']:.1f})", stacklevel=1)
