@@ -41,17 +41,24 @@ def test_cpu_latency_protocol_times_what_it_is_given():
 
 
 def test_warm_up_waits_until_the_time_per_iteration_settles():
-    """4 ms per call falling to 1 ms over the first 300 calls (a clock ramping up), then flat."""
+    """4 ms per call falling to 1 ms over the first 300 calls (a clock ramping up), then flat. The warm-up
+    is driven with a timer that returns these durations, so the test does not depend on the machine's load."""
+    from harness.measure.latency import _warm_up
+
     calls = []
 
-    def ramping():
+    def ramp_timer(fn):
         calls.append(1)
-        spin(max(1.0, 4.0 - 3.0 * len(calls) / 300))
+        return max(1.0, 4.0 - 3.0 * len(calls) / 300)
 
-    profile = Profile("test", warmup_iters=5, warmup_s=0.0, repeats=2, min_iters=10, min_repeat_s=0.0, settle_s=5.0)
-    summary = time_callable(ramping, profile)
-    assert summary.warmup_iterations >= 300, "timing began while the time per call was still falling"
-    assert min(summary.samples_ms) >= 1.0 and summary.iterations == 20
+    profile = Profile("test", warmup_iters=5, warmup_s=0.0, repeats=1, min_iters=1, min_repeat_s=0.0, settle_s=30.0)
+    done, settled = _warm_up(ramp_timer, lambda: None, profile)
+    # Blocks of 10: the slope is 1% a block at its gentlest, so three blocks within 2% of the last one
+    # only happen on the plateau: calls 300-330 at the earliest.
+    assert settled and 300 <= done <= 340 and done == len(calls)
+
+    never = Profile("test", warmup_iters=5, warmup_s=0.0, repeats=1, min_iters=1, min_repeat_s=0.0, settle_s=0.0)
+    assert _warm_up(ramp_timer, lambda: None, never) == (5, False), "no settling time: not settled"
     quick = time_callable(lambda: spin(1.0), PROFILES["quick"])  # max(3 calls, 0.1 s), no settling phase
     assert quick.warmup_settled is True and 3 <= quick.warmup_iterations <= 101
 
