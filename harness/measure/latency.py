@@ -181,6 +181,7 @@ def time_callable(
         repeats = []
         with guard() if guard is not None else nullcontext():
             for _ in range(profile.repeats):
+                gc.collect()  # between repeats, untimed: long profiles do not pile up cyclic garbage
                 samples = []
                 deadline = _perf_counter_ns() + int(profile.min_repeat_s * 1e9)
                 while len(samples) < profile.min_iters or _perf_counter_ns() < deadline:
