@@ -40,6 +40,37 @@ def test_cpu_latency_protocol_times_what_it_is_given():
     assert summary.p50_ms <= summary.p90_ms <= summary.p95_ms <= summary.p99_ms
 
 
+def test_warm_up_waits_until_the_time_per_iteration_settles():
+    """4 ms per call falling to 1 ms over the first 300 calls (a clock ramping up), then flat. The warm-up
+    is driven with a timer that returns these durations, so the test does not depend on the machine's load."""
+    from harness.measure.latency import _warm_up
+
+    calls = []
+
+    def ramp_timer(fn):
+        calls.append(1)
+        return max(1.0, 4.0 - 3.0 * len(calls) / 300)
+
+    profile = Profile("test", warmup_iters=5, warmup_s=0.0, repeats=1, min_iters=1, min_repeat_s=0.0, settle_s=30.0)
+    done, settled = _warm_up(ramp_timer, lambda: None, profile)
+    # Blocks of 10: the slope is 1% a block at its gentlest, so three blocks within 2% of the last one
+    # only happen on the plateau: calls 300-330 at the earliest.
+    assert settled and 300 <= done <= 340 and done == len(calls)
+
+    never = Profile("test", warmup_iters=5, warmup_s=0.0, repeats=1, min_iters=1, min_repeat_s=0.0, settle_s=0.0)
+    assert _warm_up(ramp_timer, lambda: None, never) == (5, False), "no settling time: not settled"
+    quick = time_callable(lambda: spin(1.0), PROFILES["quick"])  # max(3 calls, 0.1 s), no settling phase
+    assert quick.warmup_settled is True and 3 <= quick.warmup_iterations <= 101
+
+
+def test_garbage_collection_is_paused_while_timing():
+    import gc
+
+    enabled = []
+    time_callable(lambda: enabled.append(gc.isenabled()), PROFILES["quick"])
+    assert enabled and not any(enabled) and gc.isenabled()
+
+
 def test_guard_is_entered_after_the_warm_up():
     events = []
 
@@ -285,3 +316,30 @@ def test_profile_forward_on_cpu():
         assert layers[category] > 0, category
     # Which category is largest is a timing fact of the machine (and its load), not something to assert.
     assert all(op["ms"] >= 0 for op in result["top_ops"])
+
+
+# accuracy-pass input pipeline --------------------------------------------------------------------------------
+
+
+def test_images_are_decoded_in_parallel_and_in_order(tmp_path):
+    from PIL import Image
+
+    from harness.runners.ingest import iter_batches
+
+    files = []
+    for i in range(10):
+        Image.fromarray(np.full((4 + i, 5, 3), i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        files.append(f"{i}.png")
+    ids = [f"id{i}" for i in range(10)]
+    batches = list(iter_batches(tmp_path, ids, files, batch=3, workers=4))
+    assert [b[0] for b in batches] == [ids[0:3], ids[3:6], ids[6:9], ids[9:10]]
+    images = [img for _, chunk in batches for img in chunk]
+    assert [int(img[0, 0, 0]) for img in images] == list(range(10))
+    assert [img.shape for img in images] == [(4 + i, 5, 3) for i in range(10)]
+
+    files[7] = "missing.png"
+    seen = []
+    with pytest.raises(FileNotFoundError):
+        for batch_ids, _ in iter_batches(tmp_path, ids, files, batch=3, workers=4):
+            seen.append(batch_ids)
+    assert seen == [ids[0:3], ids[3:6]], "batches before the broken one arrive; the error surfaces in order"

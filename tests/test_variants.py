@@ -252,13 +252,41 @@ def test_int8_fx_flow_keeps_the_metric_and_shrinks_the_weights(classifier_folder
     predictor = load_predictor(classifier_folder)
     fp32_top1 = top1(predictor, images, labels)
     fp32_bytes, _ = serialized_bytes(predictor.model)
-    info = quantize_predictor(predictor, calibration[:128], flows=("fx",))
+    info = quantize_predictor(predictor, calibration[:128], flows=("fx",), classification=True)
     assert info["flow"] == "fx" and info["calibration_images"] == 128
+    fidelity = info["fidelity"]["fx"]
+    assert fidelity["sqnr_db"] >= 20 and fidelity["top1_agreement"] >= 0.99 and "below_fidelity_bar" not in info
     int8_bytes, dtypes = serialized_bytes(predictor.model)
     assert "qint8" in dtypes and int8_bytes < fp32_bytes / 2.5, (int8_bytes, fp32_bytes)
     int8_top1 = top1(predictor, images, labels)
     assert fp32_top1 > 0.9, "the reference classifier itself must be good for this test to mean anything"
     assert abs(int8_top1 - fp32_top1) <= 0.01, (fp32_top1, int8_top1)
+
+
+def test_int8_fidelity_against_float32():
+    from harness.variants.int8 import meets_bar, output_fidelity
+
+    torch.manual_seed(0)
+    reference = [torch.randn(8, 10), torch.randn(8, 10)]
+    close = [r + 0.01 * torch.randn_like(r) for r in reference]  # noise 1% of the signal: ~40 dB
+    fidelity = output_fidelity(reference, close, classification=True)
+    assert 35 < fidelity["sqnr_db"] < 45 and fidelity["top1_agreement"] >= 0.99 and meets_bar(fidelity)
+
+    swapped = [r.flip(1) for r in reference]  # same values, other classes: SQNR far below 0 dB
+    bad = output_fidelity(reference, swapped, classification=True)
+    assert bad["sqnr_db"] < 0 and bad["top1_agreement"] < 0.5 and not meets_bar(bad)
+
+    # One class flipped in 16 images: 93.75% agreement fails the 99% bar even at a high SQNR.
+    flipped = [r.clone() for r in reference]
+    flipped[0][0] = reference[0][0].flip(0) * 1e-3 + reference[0][0]
+    flipped[0][0, reference[0][0].argmin()] += 10.0
+    one_off = output_fidelity(reference, flipped, classification=True)
+    assert one_off["top1_agreement"] == 0.9375 and not meets_bar(one_off)
+
+    detections = [[{"boxes": torch.zeros(3, 4)}], [{"boxes": torch.zeros(2, 4)}]]
+    fewer = [[{"boxes": torch.zeros(2, 4)}], [{"boxes": torch.zeros(2, 4)}]]
+    assert output_fidelity(detections, fewer, classification=False) == {"comparable": False}
+    assert meets_bar({"comparable": False}), "outputs of data-dependent shape cannot be judged this way"
 
 
 def test_int8_needs_calibration_images():

@@ -5,12 +5,14 @@ CUDA events per iteration and a synchronisation, so queued GPU work is never mis
 The ranked figure is the median of the repeat medians; all per-iteration samples are kept beside the
 summary so that gates can compute confidence intervals later.
 
-Beside the latency at the track's batch size, `throughput_sweep` measures samples/s at batch sizes 1, 2, 4, …
-until memory runs out or throughput stops rising.
+The warm-up goes on until the per-iteration time settles (bounded), and Python's garbage collector is
+paused while timing. Beside the latency at the track's batch size, `throughput_sweep` measures samples/s at
+batch sizes 1, 2, 4, … until memory runs out or throughput stops rising.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -39,10 +41,14 @@ class Profile:
     min_iters: int
     min_repeat_s: float
     max_iters: int = 1_000_000
+    settle: bool = True  # warm up further until the per-iteration time settles (see `_warm_up`) ...
+    settle_s: float | None = None  # ... for at most this long (default: warmup_s)
 
 
 PROFILES = {
-    "quick": Profile("quick", warmup_iters=3, warmup_s=0.1, repeats=3, min_iters=10, min_repeat_s=0.1, max_iters=200),
+    "quick": Profile(
+        "quick", warmup_iters=3, warmup_s=0.1, repeats=3, min_iters=10, min_repeat_s=0.1, max_iters=200, settle=False
+    ),
     # For tables of many runs on a GPU (a model at batch 1 takes ~5 s to time): every property of the
     # standard profile except the repeat length.
     "short": Profile("short", warmup_iters=50, warmup_s=1.0, repeats=5, min_iters=100, min_repeat_s=0.5),
@@ -72,6 +78,8 @@ class LatencySummary:
     timer: str
     noisy: bool = False
     noise_reasons: list[str] = field(default_factory=list)
+    warmup_iterations: int | None = None
+    warmup_settled: bool | None = None  # False: the per-iteration time still drifted when timing began
 
     def to_dict(self, with_samples: bool = True) -> dict[str, Any]:
         data = asdict(self)
@@ -161,37 +169,80 @@ def time_callable(
         timer = _cpu_timer
         timer_name = "perf_counter_ns"
 
+    # Python's garbage collector is paused while timing, as timeit and pyperf do: a collection pass over
+    # the harness's own objects (the predictions of the accuracy pass) is not the model's latency.
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        warmup_iterations, settled = _warm_up(timer, fn, profile)
+        if on_phase is not None:
+            on_phase("measure")
+        repeats = []
+        with guard() if guard is not None else nullcontext():
+            for _ in range(profile.repeats):
+                gc.collect()  # between repeats, untimed: long profiles do not pile up cyclic garbage
+                samples = []
+                deadline = _perf_counter_ns() + int(profile.min_repeat_s * 1e9)
+                while len(samples) < profile.min_iters or _perf_counter_ns() < deadline:
+                    samples.append(timer(fn))
+                    if len(samples) >= profile.max_iters:
+                        break
+                repeats.append(np.asarray(samples, dtype=np.float64))
+        if on_phase is not None:
+            on_phase("end")
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    summary = summarize(kind, batch_size, repeats, timer_name)
+    summary.warmup_iterations, summary.warmup_settled = warmup_iterations, settled
+    return summary
+
+
+SETTLE_TOLERANCE = 0.02  # warm-up blocks whose medians differ by less than this: settled
+
+
+def _warm_up(timer: Callable[[Callable[[], Any]], float], fn: Callable[[], Any], profile: Profile) -> tuple[int, bool]:
+    """The profile's warm-up, then (`settle`) more blocks until three consecutive block medians agree within
+    SETTLE_TOLERANCE, for at most `settle_s` more: clocks ramp up, allocators and autotuners fill, and a GPU
+    that idled at its lowest clock must not be timed while it speeds up."""
     deadline = _perf_counter_ns() + int(profile.warmup_s * 1e9)
     done = 0
     while done < profile.warmup_iters or _perf_counter_ns() < deadline:
         timer(fn)
         done += 1
         if done >= profile.max_iters:
-            break
-    if on_phase is not None:
-        on_phase("measure")
-    repeats = []
-    with guard() if guard is not None else nullcontext():
-        for _ in range(profile.repeats):
-            samples = []
-            deadline = _perf_counter_ns() + int(profile.min_repeat_s * 1e9)
-            while len(samples) < profile.min_iters or _perf_counter_ns() < deadline:
-                samples.append(timer(fn))
-                if len(samples) >= profile.max_iters:
-                    break
-            repeats.append(np.asarray(samples, dtype=np.float64))
-    if on_phase is not None:
-        on_phase("end")
-    return summarize(kind, batch_size, repeats, timer_name)
+            return done, False
+    if not profile.settle:
+        return done, True
+    block = max(10, profile.warmup_iters // 5)
+    settle_s = profile.warmup_s if profile.settle_s is None else profile.settle_s
+    deadline = _perf_counter_ns() + int(settle_s * 1e9)
+    medians: list[float] = []
+    while _perf_counter_ns() < deadline and done < profile.max_iters:
+        medians.append(float(np.median([timer(fn) for _ in range(block)])))
+        done += block
+        # Three blocks in a row within the tolerance of the last: a slow drift (1 % a block) is not taken
+        # for a plateau.
+        if len(medians) >= 3 and all(abs(m - medians[-1]) <= SETTLE_TOLERANCE * medians[-1] for m in medians[-3:]):
+            return done, True
+    return done, False
 
 
 # Throughput sweep -------------------------------------------------------------------------------------
 
 SWEEP_PROFILES = {
     "quick": Profile(
-        "sweep-quick", warmup_iters=2, warmup_s=0.0, repeats=1, min_iters=3, min_repeat_s=0.05, max_iters=50
+        "sweep-quick",
+        warmup_iters=2,
+        warmup_s=0.0,
+        repeats=1,
+        min_iters=3,
+        min_repeat_s=0.05,
+        max_iters=50,
+        settle=False,
     ),
-    "default": Profile("sweep", warmup_iters=5, warmup_s=0.5, repeats=3, min_iters=10, min_repeat_s=0.5),
+    "default": Profile("sweep", warmup_iters=5, warmup_s=0.5, repeats=3, min_iters=10, min_repeat_s=0.5, settle=False),
 }
 SWEEP_MIN_GAIN = 0.02  # a batch size must beat the best so far by this much for the sweep to go on
 # Per latency profile: the largest batch size tried on a GPU, and the sweep's time budget in seconds. CPUs
