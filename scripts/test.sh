@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh "dev,leaderboard,ray"
 scripts/services.sh
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider -m "not heavy_benchmark" "$@"
+.venv/bin/python -m pytest -p no:cacheprovider -m "not heavy_benchmark" --durations=30 "$@"
 status=$?
 set -e
 # pytest's 5 means "no tests collected": that is a failure of this script, not a success.

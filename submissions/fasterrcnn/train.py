@@ -654,6 +654,9 @@ def train_both(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global SCRIPT_STARTED
+    if argv is not None:  # called as a function (a test, a notebook): the budget counts from this call
+        SCRIPT_STARTED = time.monotonic()
     parser_argv = list(sys.argv[1:] if argv is None else argv)
     log_name = "train_log.json"
     if "--_log-name" in parser_argv:  # set by train_both for its children

@@ -303,7 +303,17 @@ def test_same_metrics_under_local_and_docker(docker_image, harness_env, tmp_path
     by_runner = {}
     for runner in ("local", "docker"):
         out = run_cli(
-            "evaluate", "-t", "classification", "--runner", runner, "--force", "--json", env=env, timeout=3600
+            "evaluate",
+            "-t",
+            "classification",
+            "-v",
+            "fp32",
+            "--runner",
+            runner,
+            "--force",
+            "--json",
+            env=env,
+            timeout=3600,
         )
         assert out.returncode == 0, out.stderr[-2000:]
         by_runner[runner] = {(r["submission"], r["variant"]): r for r in json.loads(out.stdout)}
