@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -47,9 +48,9 @@ class Submission(Base):
     source_path: Mapped[str] = mapped_column(Text)
     stored_path: Mapped[str] = mapped_column(Text)
     site_path: Mapped[str] = mapped_column(Text)
-    params: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[int | None] = mapped_column(BigInteger)
     macs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    bytes: Mapped[int | None] = mapped_column(Integer)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     runs: Mapped[list[Run]] = relationship(back_populates="submission")
@@ -92,8 +93,8 @@ class Run(Base):
     scorer_version: Mapped[str] = mapped_column(String(100))
     primary_metric: Mapped[str] = mapped_column(String(100))
     primary_value: Mapped[float | None] = mapped_column(Float)
-    params: Mapped[int | None] = mapped_column(Integer)
-    bytes: Mapped[int | None] = mapped_column(Integer)
+    params: Mapped[int | None] = mapped_column(BigInteger)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
     macs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     macs_std: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # timings, crosscheck, dtypes, peak memory

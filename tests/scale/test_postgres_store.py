@@ -87,7 +87,13 @@ def test_migrations_and_types_round_trip(pg_url):
     store = Store(pg_url)
     assert store.engine.dialect.name == "postgresql"
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        sizes = conn.execute(
+            text(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_name IN ('runs', 'submissions') AND column_name IN ('params', 'bytes')"
+            )
+        ).all()
         kinds = dict(
             conn.execute(
                 text(
@@ -97,6 +103,7 @@ def test_migrations_and_types_round_trip(pg_url):
             ).all()
         )
     assert kinds == {"noisy": "boolean", "samples": "bytea", "noise_reasons": "json"}
+    assert sorted(sizes) == [(t, c, "bigint") for t in ("runs", "submissions") for c in ("bytes", "params")]
 
     sub_id = _submission(store)
     run_id = _claim(store, idempotency_key("a"), sub_id)
@@ -108,7 +115,7 @@ def test_migrations_and_types_round_trip(pg_url):
             status="ok",
             metrics={"top1": 0.875, "top5": 1.0},
             primary_value=0.875,
-            complexity={"params": 1234, "bytes": 4936, "macs": {"32x32": 516256}, "macs_std": {"32x32": 0.0}},
+            complexity={"params": 1234, "bytes": 3_000_000_000, "macs": {"32x32": 516256}, "macs_std": {"32x32": 0.0}},
             latency={"device": _latency(samples)},
             environment={"device": "cpu", "cpu_model": "test", "threads": 1, "tensorrt": None},
             details={"timings": {"accuracy_s": 0.5}, "crosscheck": {"images": 1, "consistent": True}},
@@ -116,6 +123,7 @@ def test_migrations_and_types_round_trip(pg_url):
     )
     run = store.get_run(run_id)
     assert run.status == "ok" and run.primary_value == 0.875
+    assert run.bytes == 3_000_000_000  # a 3 GB checkpoint: past 2**31, hence BIGINT
     assert {m.name: m.value for m in run.metrics} == {"top1": 0.875, "top5": 1.0}
     assert run.macs == {"32x32": 516256} and run.details["crosscheck"] == {"images": 1, "consistent": True}
     assert run.environment.data["tensorrt"] is None and run.environment.hardware_class == "CPU test / 1 threads"
