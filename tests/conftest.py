@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,54 @@ def harness_env(session_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("HARNESS_DB_URL", f"sqlite:///{db}")
     repo._stores.clear()
     return {"HARNESS_HOME": str(session_home), "HARNESS_DB_URL": f"sqlite:///{db}"}
+
+
+REFERENCE_TRACKS = ("classification", "small-object", "text-detection")
+# The classifiers are also evaluated as channels-last: the leaderboard's tests need variants side by side.
+REFERENCE_VARIANTS = {"classification": ("fp32", "channels-last")}
+
+
+@dataclass(frozen=True)
+class ReferenceStore:
+    """A store holding the reference submissions and their runs, made by the real CLI."""
+
+    env: dict[str, str]
+    db: Path
+    runs: dict[str, list[dict]]  # `harness evaluate --json` output per track
+
+    def fp32(self, track: str) -> list[dict]:
+        return [run for run in self.runs[track] if run["variant"] == "fp32"]
+
+    def copy_to(self, folder: Path) -> dict[str, str]:
+        """A private copy of the store (same HARNESS_HOME) for a test that writes: its env."""
+        import sqlite3
+
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / "harness.db"
+        with sqlite3.connect(self.db) as source, sqlite3.connect(target) as copy:
+            source.backup(copy)  # consistent with the WAL, unlike copying the file
+        return {**self.env, "HARNESS_DB_URL": f"sqlite:///{target}"}
+
+
+@pytest.fixture(scope="session")
+def reference_store(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> ReferenceStore:
+    """Every reference submission in `submissions/` submitted and evaluated ONCE per test session through the real
+    CLI on CPU (quick profile): fp32 on all three tracks, channels-last too for the classifiers. The references'
+    figures, the leaderboard's seeded store and the local half of the local/docker parity test all read it, so
+    the suite pays for the slow CPU evaluations of the detectors once. Read-only: copy it (`copy_to`) to write."""
+    root = tmp_path_factory.mktemp("references")
+    env = {"HARNESS_HOME": str(session_home), "HARNESS_DB_URL": f"sqlite:///{root / 'harness.db'}"}
+    for folder in sorted((ROOT / "submissions").iterdir()):
+        if (folder / "pyproject.toml").is_file():
+            result = run_cli("submit", str(folder), env=env, timeout=1800)
+            assert result.returncode == 0, result.stdout + result.stderr
+    runs = {}
+    for track in REFERENCE_TRACKS:
+        variants = [a for v in REFERENCE_VARIANTS.get(track, ("fp32",)) for a in ("--variant", v)]
+        result = run_cli("evaluate", "--track", track, *variants, "--json", env=env, timeout=3600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs[track] = json.loads(result.stdout)
+    return ReferenceStore(env=env, db=root / "harness.db", runs=runs)
 
 
 def run_cli(

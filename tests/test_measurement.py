@@ -3,6 +3,9 @@ the cross-check tolerances, quantized model bytes, and the per-layer-type profil
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -13,6 +16,7 @@ from harness.contract import ClassScores, Detections, TextPolygons, wrap_classif
 from harness.measure.crosscheck import box_iou, compare_outputs
 from harness.measure.environment import clock_noise_reasons
 from harness.measure.latency import PROFILES, Profile, summarize, throughput_sweep, time_callable
+from tests.conftest import ROOT
 
 CUDA = torch.cuda.is_available()
 
@@ -343,3 +347,22 @@ def test_images_are_decoded_in_parallel_and_in_order(tmp_path):
         for batch_ids, _ in iter_batches(tmp_path, ids, files, batch=3, workers=4):
             seen.append(batch_ids)
     assert seen == [ids[0:3], ids[3:6]], "batches before the broken one arrive; the error surfaces in order"
+
+
+def test_fingerprint_without_importing_torch_matches_the_imported_versions():
+    """The harness process fingerprints the machine before every evaluate without importing torch (seconds of
+    start-up); the versions it reads must be those the child, which imports torch, reports."""
+    code = (
+        "import json, sys\n"
+        "from harness.measure.environment import fingerprint\n"
+        "cold = fingerprint('cpu', 1)\n"
+        "assert 'torch' not in sys.modules and 'torchvision' not in sys.modules, 'fingerprint imported torch'\n"
+        "import numpy, torch, torchvision\n"
+        "print(json.dumps([cold, fingerprint('cpu', 1), [torch.__version__, torchvision.__version__,"
+        " numpy.__version__]]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    cold, warm, imported = json.loads(out.stdout)
+    assert cold == warm
+    assert [cold["torch"], cold["torchvision"], cold["numpy"]] == imported
+    assert cold["threads"] == 1 and cold["device"] == "cpu" and "tensorrt" in cold

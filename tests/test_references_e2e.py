@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli
 
 EXPECTED = Path(__file__).with_name("expected_reference_metrics.json")
 TRACKS = ("classification", "small-object", "text-detection")
@@ -21,19 +21,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
-    home = tmp_path_factory.mktemp("references")
-    env = {"HARNESS_HOME": str(home), "HARNESS_DB_URL": f"sqlite:///{home}/harness.db"}
-    for folder in sorted((ROOT / "submissions").iterdir()):
-        if (folder / "pyproject.toml").is_file():
-            result = run_cli("submit", str(folder), env=env)
-            assert result.returncode == 0, result.stderr
-    runs = {}
-    for track in TRACKS:
-        result = run_cli("evaluate", "--track", track, "--variant", "fp32", "--json", env=env, timeout=1800)
-        assert result.returncode == 0, result.stderr
-        runs[track] = json.loads(result.stdout)
-    runs["env"] = env  # type: ignore[assignment]
+def evaluated(reference_store) -> dict[str, list[dict]]:
+    """The fp32 runs of the session's reference store (tests/conftest.py: submitted and evaluated by the CLI)."""
+    runs = {track: reference_store.fp32(track) for track in TRACKS}
+    runs["env"] = reference_store.env  # type: ignore[assignment]
     return runs
 
 

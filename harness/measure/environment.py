@@ -190,32 +190,59 @@ def gpu_compute_processes(device_index: int = 0) -> list[str]:
     return [pid.strip() for pid in out.splitlines() if pid.strip() and pid.strip() not in ours]
 
 
-def fingerprint(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
-    import torch
+def package_version(name: str) -> str | None:
+    """A package's `__version__` without importing it where it is not imported yet: importing torchvision
+    pulls in torch._dynamo (seconds), and the harness process fingerprints the machine before every evaluate.
+    Reads the `version.py` that torch, torchvision and TensorRT ship (the same string as `__version__`, local
+    build tag included: 2.14.1+cu130), else the installed distribution's metadata."""
+    import importlib.metadata
+    import importlib.util
+    import re
+    import sys
 
+    module = sys.modules.get(name)
+    if module is not None and isinstance(getattr(module, "__version__", None), str):
+        return module.__version__
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return None
+    for folder in spec.submodule_search_locations or []:
+        try:
+            with open(os.path.join(folder, "version.py"), encoding="utf-8") as fh:
+                found = re.search(r"^__version__\s*(?::\s*str\s*)?=\s*['\"]([^'\"]+)['\"]", fh.read(), re.M)
+        except OSError:
+            continue
+        if found:
+            return found.group(1)
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def fingerprint(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
     env: dict[str, Any] = {
         "device": device,
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "threads": threads or torch.get_num_threads(),
+        "threads": threads,
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": __import__("numpy").__version__,
+        "torch": package_version("torch"),
+        "numpy": package_version("numpy"),
         "harness": harness.__version__,
     }
-    try:
-        import torchvision
-
-        env["torchvision"] = torchvision.__version__
-    except ImportError:
-        pass
-    try:
-        import tensorrt  # type: ignore[import-not-found]
-
-        env["tensorrt"] = tensorrt.__version__
-    except ImportError:
-        env["tensorrt"] = None
+    torchvision = package_version("torchvision")
+    if torchvision is not None:
+        env["torchvision"] = torchvision
+    env["tensorrt"] = package_version("tensorrt")
     if device.startswith("cuda"):
         index = int(device.split(":")[1]) if ":" in device else 0
         env.update(gpu_info(index))

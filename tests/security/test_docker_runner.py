@@ -282,47 +282,38 @@ def test_a_mount_that_would_expose_the_store_is_refused(tmp_path, monkeypatch):
 # against the local runner ----------------------------------------------------------------------------------
 
 
-def _reference_submissions(tmp_path: Path) -> list[Path]:
-    """The classification references under submissions/ where they exist, else the tiny test submission."""
+def _classification_references() -> list[Path]:
     found = []
     for toml in sorted((ROOT / "submissions").glob("*/pyproject.toml")):
         if 'track = "classification"' in toml.read_text():
             found.append(toml.parent)
-    return found or [make_submission(tmp_path, "tiny")]
+    return found
 
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_same_metrics_under_local_and_docker(docker_image, harness_env, tmp_path):
+def test_same_metrics_under_local_and_docker(docker_image, harness_env, reference_store):
+    """The classification references' fp32 runs under the local runner (the session's reference store, made by
+    `harness evaluate`) against the same submissions evaluated again under `--runner docker`."""
     from tests.security.conftest import SANDBOX_ENV
 
+    local_runs = {r["submission"]: r for r in reference_store.fp32("classification")}
     env = {**harness_env, **SANDBOX_ENV}
-    for project in _reference_submissions(tmp_path):
+    for project in _classification_references():
         submitted = run_cli("submit", str(project), "--json", env=env)
         assert submitted.returncode == 0, submitted.stderr
-    by_runner = {}
-    for runner in ("local", "docker"):
-        out = run_cli(
-            "evaluate",
-            "-t",
-            "classification",
-            "-v",
-            "fp32",
-            "--runner",
-            runner,
-            "--force",
-            "--json",
-            env=env,
-            timeout=3600,
-        )
-        assert out.returncode == 0, out.stderr[-2000:]
-        by_runner[runner] = {(r["submission"], r["variant"]): r for r in json.loads(out.stdout)}
-    assert by_runner["local"].keys() == by_runner["docker"].keys()
-    for key, local in by_runner["local"].items():
-        docker = by_runner["docker"][key]
+    out = run_cli(
+        "evaluate", "-t", "classification", "-v", "fp32", "--runner", "docker", "--json", env=env, timeout=3600
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    docker_runs = {r["submission"]: r for r in json.loads(out.stdout)}
+    assert docker_runs.keys() == local_runs.keys()
+    for name, local in local_runs.items():
+        docker = docker_runs[name]
         assert local["status"] == docker["status"] == "ok", (local["error"], docker["error"])
         assert docker["runner"] == "docker" and local["runner"] == "local"
-        assert docker["metrics"] == local["metrics"], key
+        assert docker["submission_hash"] == local["submission_hash"]
+        assert docker["metrics"] == local["metrics"], name
         assert (docker["params"], docker["bytes"], docker["macs"]) == (local["params"], local["bytes"], local["macs"])
 
 

@@ -24,7 +24,6 @@ import pytest
 from tests.conftest import ROOT, TINY_CNN, make_submission, run_cli
 
 REFERENCE_SUBMISSIONS = ("gtsnet", "mobilenet_v2", "shufflenet_v2_x0_5", "ghostnet")
-REFERENCE_VARIANTS = ("fp32", "channels-last")
 CENTROID_SIDES = (4, 8)
 
 FRAGILE = """
@@ -142,7 +141,9 @@ SEED_DIR_ENV = "HARNESS_TEST_SEED_DIR"  # opt-in: keep the seeded store in this 
 
 
 @pytest.fixture(scope="session")
-def seeded_store(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
+def seeded_store(
+    session_home: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> SeededStore:
     kept = os.environ.get(SEED_DIR_ENV)
     root = Path(kept) if kept else tmp_path_factory.mktemp("leaderboard-seed")
     record = root / "seed.json"
@@ -150,21 +151,23 @@ def seeded_store(session_home: Path, tmp_path_factory: pytest.TempPathFactory) -
         data = json.loads(record.read_text())
         return SeededStore(**{**data, "submissions": tuple(data["submissions"])})
     root.mkdir(parents=True, exist_ok=True)
-    env = {"HARNESS_HOME": str(session_home), "HARNESS_DB_URL": f"sqlite:///{root / 'harness.db'}"}
-    references = [ROOT / "submissions" / n for n in REFERENCE_SUBMISSIONS if (ROOT / "submissions" / n).is_dir()]
+    references = [n for n in REFERENCE_SUBMISSIONS if (ROOT / "submissions" / n).is_dir()]
+    if references:
+        # The session's reference store (tests/conftest.py): the references evaluated once, fp32 and
+        # channels-last, by the real CLI; copied, so that the failing submission below lands in this copy only.
+        reference_store = request.getfixturevalue("reference_store")
+        env = reference_store.copy_to(root)
+        names = [r["submission"] for r in reference_store.runs["classification"] if r["variant"] == "fp32"]
+        assert sorted(names) == sorted(references), names
+    else:
+        env = {"HARNESS_HOME": str(session_home), "HARNESS_DB_URL": f"sqlite:///{root / 'harness.db'}"}
+        names = _submit(_digits_models(root), env)
+        _cli("evaluate", "--track", "classification", *[a for n in names for a in ("--submission", n)], env=env)
     fragile = make_submission(
         root, "fragile", module_body=FRAGILE, entry_points={"fragile": "fragile_pkg:build_fragile"}
     )
     _submit(fragile, env)
     _cli("evaluate", "--track", "classification", "--submission", "fragile", env=env)
-    if references:
-        names = [name for folder in references for name in _submit(folder, env)]
-        variant_args = [a for v in REFERENCE_VARIANTS for a in ("--variant", v)]
-        submission_args = [a for n in names for a in ("--submission", n)]
-        _cli("evaluate", "--track", "classification", *submission_args, *variant_args, env=env)
-    else:
-        names = _submit(_digits_models(root), env)
-        _cli("evaluate", "--track", "classification", *[a for n in names for a in ("--submission", n)], env=env)
     seeded = SeededStore(
         env=env, url=env["HARNESS_DB_URL"], submissions=tuple(names), failing="fragile", references=bool(references)
     )

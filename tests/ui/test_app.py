@@ -212,8 +212,8 @@ def test_history_page_tracks_the_best_score(leaderboard_env):
     at = open_app("history")
     with _db(leaderboard_env) as db:
         ok = pd.read_sql(
-            "select id as run_id, primary_value, finished_at from runs where status = 'ok' and track_version = ? "
-            "order by finished_at, id",
+            "select id as run_id, primary_value, finished_at from runs "
+            "where status = 'ok' and track = 'classification' and track_version = ? order by finished_at, id",
             db,
             params=(get_card("classification").version,),
         )
