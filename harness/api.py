@@ -195,6 +195,18 @@ def submit(path: Path, store: Any = None, runner: str | None = None) -> list[Sub
             "submission refused:\n  " + "\n  ".join(lines),
             "fix the faults above and run `harness check` again",
         )
+    return store_submission(path, store, reports={r.name: r for r in reports})
+
+
+def store_submission(
+    path: Path, store: Any = None, reports: dict[str, Any] | None = None, entries: Sequence[str] | None = None
+) -> list[SubmitResult]:
+    """Store an immutable content-hashed copy of a project, install it into its own site folder, and queue its
+    entry points (all, or `entries`). `reports` are their check reports, whose complexity figures the rows keep;
+    `submit` checks first. Called without reports (no check, no figures) only by tools that trust the code."""
+    from harness.store import open_store
+
+    store = store or open_store()
     manifest = read_manifest(path)
     digest = content_hash(manifest.path)
     stored = submissions_dir() / digest
@@ -206,23 +218,25 @@ def submit(path: Path, store: Any = None, runner: str | None = None) -> list[Sub
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
     site = install(stored, digest)
+    names = list(entries or (reports.keys() if reports else manifest.entry_points))
     results = []
-    for report in reports:
+    for name in names:
+        report = (reports or {}).get(name)
         row, created = store.add_submission(
-            name=report.name,
+            name=name,
             track=manifest.track,
             content_hash=digest,
             project=manifest.project,
-            entry_point=manifest.entry_points[report.name],
+            entry_point=manifest.entry_points[name],
             variants=list(manifest.variants),
             source_path=str(manifest.path),
             stored_path=str(stored),
             site_path=str(site),
-            params=report.params,
-            macs=report.macs,
-            bytes=report.bytes,
-            build_options=manifest.build_options.get(report.name, {}),
-            queued=manifest.queued(report.name),
+            params=getattr(report, "params", None),
+            macs=getattr(report, "macs", None),
+            bytes=getattr(report, "bytes", None),
+            build_options=manifest.build_options.get(name, {}),
+            queued=manifest.queued(name),
         )
         results.append(SubmitResult(row.id, row.name, row.track, digest, created, str(stored)))
     return results

@@ -19,7 +19,6 @@ import pytest
 
 from harness import api
 from harness.store.repo import Store
-from harness.submission import content_hash, install
 from tests.conftest import make_submission
 from tests.scale.cluster import GPU_STAND_IN
 
@@ -36,19 +35,17 @@ def test_500_jobs_through_ray_store_500_runs(ray_cluster, pg_env, tmp_path, caps
     folder = make_submission(
         tmp_path, "tiny_many", entry_points={n: "tiny_many_pkg:build" for n in names}, variants=VARIANTS
     )
-    digest = content_hash(folder)
-    site = install(folder, digest)
 
     # One real ingestion (local runner, its own SQLite store), whose output files every task replays.
     local_store = Store(f"sqlite:///{tmp_path / 'record.db'}")
-    _add_submissions(local_store, names[:1], digest, folder, site)
+    api.store_submission(folder, local_store, entries=names[:1])  # the rows `harness submit` adds, unchecked
     (recorded_run,) = api.evaluate("classification", variants=["fp32"], runner="local", store=local_store)
     assert recorded_run["status"] == "ok", recorded_run["error"]
     recorded = tmp_path / "recorded"
     shutil.copytree(api.harness_home() / "runs" / str(recorded_run["run_id"]), recorded)
 
     store = Store(pg_env["HARNESS_DB_URL"])
-    _add_submissions(store, names, digest, folder, site)
+    api.store_submission(folder, store)
     options = {
         "address": ray_cluster.address,
         "resources": {GPU_STAND_IN: 1},
@@ -82,22 +79,3 @@ def test_500_jobs_through_ray_store_500_runs(ray_cluster, pg_env, tmp_path, caps
     store.engine.dispose()
     with capsys.disabled():
         print(f"\nscale: 500 runs through Ray into PostgreSQL in {elapsed:.1f} s = {500 / elapsed:.2f} runs/s")
-
-
-def _add_submissions(store: Store, names: list[str], digest: str, folder, site) -> None:
-    """The rows `harness submit` would add for these entry points (without running `check` 250 times)."""
-    for name in names:
-        store.add_submission(
-            name=name,
-            track="classification",
-            content_hash=digest,
-            project="tiny-many-submission",
-            entry_point="tiny_many_pkg:build",
-            variants=list(VARIANTS),
-            source_path=str(folder),
-            stored_path=str(folder),
-            site_path=str(site),
-            params=None,
-            macs=None,
-            bytes=None,
-        )

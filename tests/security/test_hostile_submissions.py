@@ -90,33 +90,13 @@ def register_unchecked(project: Path, env: dict[str, str]) -> None:
     """Store every entry point of `project` as `harness submit` does, minus the check. The check would run
     each attack's code once more, on the host (dormant there, but still), and would double the suite's time;
     the check itself is tested with the CLI elsewhere."""
+    from harness.api import store_submission
     from harness.store import repo
-    from harness.submission import content_hash, copy_source, install, read_manifest
 
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
-        manifest = read_manifest(project)
-        digest = content_hash(project)
-        stored = Path(env["HARNESS_HOME"]) / "submissions" / digest
-        copy_source(project, stored)
-        site = install(stored, digest)
-        store = repo.Store(env["HARNESS_DB_URL"])
-        for name, target in manifest.entry_points.items():
-            store.add_submission(
-                name=name,
-                track=manifest.track,
-                content_hash=digest,
-                project=manifest.project,
-                entry_point=target,
-                variants=list(manifest.variants),
-                source_path=str(project),
-                stored_path=str(stored),
-                site_path=str(site),
-                params=None,
-                macs=None,
-                bytes=None,
-            )
+        store_submission(project, repo.Store(env["HARNESS_DB_URL"]))
 
 
 def snapshot(*roots: Path) -> dict[str, str]:

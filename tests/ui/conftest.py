@@ -159,7 +159,7 @@ def seeded_store(
         # channels-last, by the real CLI; copied, so that the failing submission below lands in this copy only.
         reference_store = request.getfixturevalue("reference_store")
         env = reference_store.copy_to(root)
-        names = [r["submission"] for r in reference_store.runs["classification"] if r["variant"] == "fp32"]
+        names = [r["submission"] for r in reference_store.fp32("classification")]
         assert sorted(names) == sorted(references), names
     else:
         env = {"HARNESS_HOME": str(session_home), "HARNESS_DB_URL": f"sqlite:///{root / 'harness.db'}"}
