@@ -332,7 +332,7 @@ def test_drop_unused_tensors_removes_only_what_the_graph_does_not_read():
 def test_recompilation_during_timing_fails():
     """The guard the `compile` variant enters around the timed repeats turns a recompilation into an error;
     shapes seen during warm-up compile freely."""
-    from harness.measure.latency import PROFILES, time_callable
+    from harness.measure.latency import Profile, time_callable
     from harness.variants.compile import no_recompilation
 
     compiled = torch.compile(lambda x: (x * 2).sum(), backend="eager")
@@ -341,8 +341,11 @@ def test_recompilation_during_timing_fails():
     def step():
         compiled(torch.ones(next(shapes)))
 
+    # Warm-up by count alone (quick's 0.1 s minimum would, on a fast machine, reach the new rank while warming
+    # up, where recompiling is allowed): the new rank arrives in the second timed call, whatever the machine.
+    profile = Profile("guard", warmup_iters=3, warmup_s=0.0, repeats=3, min_iters=10, min_repeat_s=0.0, settle=False)
     with pytest.raises(torch._dynamo.exc.RecompileError):
-        time_callable(step, PROFILES["quick"], guard=no_recompilation)
+        time_callable(step, profile, guard=no_recompilation)
     torch._dynamo.reset()
 
 
