@@ -18,6 +18,7 @@ from typing import Any
 import harness
 from harness.config import harness_home, submissions_dir
 from harness.errors import DatasetError, HarnessError, RuleViolation, SubmissionError
+from harness.runners import INFORMATIONAL_MEASUREMENTS
 from harness.runners.ingest import IngestJob
 from harness.submission import content_hash, copy_source, install, read_manifest
 from harness.tracks.base import TrackCard, get_card, track_module
@@ -493,7 +494,7 @@ def _outcome(card: TrackCard, module: Any, result: Any, job: IngestJob, split: A
         "sandbox_environment": measurements.get("environment"),
     }
     # Measurement details of the performance pass (issue 5): sweep, clocks, memory, what the variant did.
-    for key in ("throughput", "clocks", "peak_memory_accuracy_bytes", "peak_rss_bytes", "variant_info"):
+    for key in INFORMATIONAL_MEASUREMENTS:
         if measurements.get(key) is not None:
             details[key] = measurements[key]
     try:

@@ -152,12 +152,15 @@ def time_callable(
     device: str = "cpu",
     guard: Callable[[], AbstractContextManager] | None = None,
     on_phase: Callable[[str], None] | None = None,
+    timer_label: str | None = None,
 ) -> LatencySummary:
     """Run `fn` under the protocol. `fn` must do the whole timed unit of work (and nothing else).
 
     `guard` (e.g. "no recompilation") is entered around the timed repeats, after the warm-up.
     `on_phase("measure")` is called when the warm-up is over and `on_phase("end")` after the last timed
-    iteration, so that a runner can time the measured span with a clock outside the sandbox."""
+    iteration, so that a runner can time the measured span with a clock outside the sandbox. `timer_label`
+    names the timer in the summary when `fn` is not a plain call (on CUDA: "cuda-graph", a graph replay
+    between the events)."""
     cuda = str(device).startswith("cuda")
     if cuda:
         import torch
@@ -198,7 +201,7 @@ def time_callable(
         gc.unfreeze()
         if gc_was_enabled:
             gc.enable()
-    summary = summarize(kind, batch_size, repeats, timer_name)
+    summary = summarize(kind, batch_size, repeats, timer_label or timer_name)
     summary.warmup_iterations, summary.warmup_settled = warmup_iterations, settled
     return summary
 

@@ -11,6 +11,16 @@ if TYPE_CHECKING:  # importing the driver here would make `python -m harness.run
     from harness.runners.ingest import IngestJob
 
 LOG_TAIL_CHARS = 8000
+# Measurement details the sandbox reports beside the checked figures (metrics, latency samples, complexity):
+# stored with the run as information (`runs.details`), never ranked.
+INFORMATIONAL_MEASUREMENTS = (
+    "throughput",
+    "clocks",
+    "device_timing",
+    "peak_memory_accuracy_bytes",
+    "peak_rss_bytes",
+    "variant_info",
+)
 
 
 @dataclass

@@ -92,7 +92,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from harness.errors import HarnessError
-from harness.runners import LOG_TAIL_CHARS, IngestResult
+from harness.runners import INFORMATIONAL_MEASUREMENTS, LOG_TAIL_CHARS, IngestResult
 from harness.runners.ingest import IngestJob
 
 MIB = 1 << 20
@@ -730,6 +730,10 @@ def sanitize_measurements(raw: Any, job: IngestJob) -> dict[str, Any]:
     }
     if "peak_memory_bytes" in data and data["peak_memory_bytes"] is not None:
         clean["peak_memory_bytes"] = _number(data["peak_memory_bytes"], "peak_memory_bytes", integer=True)
+    for key in INFORMATIONAL_MEASUREMENTS:
+        if data.get(key) is not None:
+            value = data[key]
+            clean[key] = value if isinstance(value, int) and not isinstance(value, bool) else _small(value, key)
     if job.mode != "evaluate":
         return clean
     crosscheck = _mapping(data.get("crosscheck"), "crosscheck")
@@ -760,7 +764,7 @@ def sanitize_measurements(raw: Any, job: IngestJob) -> dict[str, Any]:
             start += size
         timer = summary.get("timer")
         recomputed = summarize(
-            kind, job.batch_size, repeats, timer if timer in ("perf_counter_ns", "cuda-events") else "?"
+            kind, job.batch_size, repeats, timer if timer in ("perf_counter_ns", "cuda-events", "cuda-graph") else "?"
         )
         reasons = summary.get("noise_reasons", [])
         # Noise found inside the sandbox (CPU load, other GPU processes) is kept as information.

@@ -198,6 +198,23 @@ def test_latency_statistics_are_recomputed_on_the_host(tmp_path):
     assert "CPU load average 3.0 on 2 cores during timing" in device["noise_reasons"] and device["noisy"]
 
 
+def test_informational_details_come_back_bounded(tmp_path):
+    """Throughput sweep, clocks, how the device latency was timed, what the variant did: kept as information
+    (they were dropped before, so docker runs lacked what `harness compare` shows), but only as small JSON."""
+    data = _measurements([1.0, 2.0, 3.0, 4.0])
+    data["throughput"] = {"best_samples_per_s": 812.5, "best_batch_size": 16}
+    data["device_timing"] = {"method": "cuda-events", "why_not_graph": "capture failed: ..."}
+    data["variant_info"] = {"int8": {"flow": "fx"}}
+    data["peak_rss_bytes"] = 123456789
+    clean = sanitize_measurements(data, _job(tmp_path))
+    for key in ("throughput", "device_timing", "variant_info", "peak_rss_bytes"):
+        assert clean[key] == data[key]
+    assert "clocks" not in clean  # absent stays absent
+    data["throughput"] = {"sizes": list(range(100_000))}
+    with pytest.raises(Rejected, match="`throughput` is not a small JSON object"):
+        sanitize_measurements(data, _job(tmp_path))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -315,6 +332,9 @@ def test_same_metrics_under_local_and_docker(docker_image, reference_store, tmp_
         assert docker["submission_hash"] == local["submission_hash"]
         assert docker["metrics"] == local["metrics"], name
         assert (docker["params"], docker["bytes"], docker["macs"]) == (local["params"], local["bytes"], local["macs"])
+        # The performance pass's details come back through the sandbox too (sweep, what the variant did).
+        assert docker["details"]["throughput"]["best_samples_per_s"] > 0
+        assert docker["details"].keys() >= local["details"].keys() - {"clocks", "device_timing"}
 
 
 @pytest.mark.docker
