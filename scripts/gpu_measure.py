@@ -400,7 +400,13 @@ def stored_rows(db_url: str, untrained: set[str]) -> list[dict[str, Any]]:
 
 
 def part_table(
-    device: str, profile: str, budget: Budget, reserve_s: float, log: Any, only: list[str]
+    device: str,
+    profile: str,
+    budget: Budget,
+    reserve_s: float,
+    log: Any,
+    only: list[str],
+    jobs: set[str] | None = None,
 ) -> dict[str, Any]:
     entries = [e for e in reference_entries() if not only or e["name"] in only]
     home = Path(tempfile.mkdtemp(prefix="gpu-measure-home-"))
@@ -414,7 +420,11 @@ def part_table(
     folders = {e["name"]: e["folder"] for e in entries}
     submitted: dict[str, int | None] = {}
     attempts: list[dict[str, Any]] = []
-    for track, names, job_device, variants in job_plan(entries, device == "cuda"):
+    plan = job_plan(entries, device == "cuda")
+    if jobs:  # only these DEVICE:VARIANT pairs (a table measured over several calls)
+        plan = [(t, n, d, [v for v in vs if f"{d}:{v}" in jobs]) for t, n, d, vs in plan]
+        plan = [job for job in plan if job[3]]
+    for track, names, job_device, variants in plan:
         label = f"{track} {','.join(names)} {job_device} {','.join(variants)}"
         if budget.left() - reserve_s < 20:
             attempts.append({"job": label, "skipped": "time budget"})
@@ -575,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table-profile", default="quick", help="Harness profile for part (b).")
     parser.add_argument("--parts", default="latency,table", help="Comma-separated: latency, table.")
     parser.add_argument("--submissions", default="", help="Comma-separated entry names (default: all present).")
+    parser.add_argument(
+        "--jobs", default="", help="Comma-separated DEVICE:VARIANT pairs of part (b), e.g. cuda:compile (default: all)."
+    )
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     budget = Budget(args.max_minutes * 60)
@@ -619,7 +632,8 @@ def main(argv: list[str] | None = None) -> int:
         log("parts (b) and (c): compression table, accuracy-pass overhead")
         try:
             only = [name for name in args.submissions.split(",") if name]
-            report["parts"]["table"] = part_table(args.device, args.table_profile, budget, 15.0, log, only)
+            jobs = {pair for pair in args.jobs.split(",") if pair}
+            report["parts"]["table"] = part_table(args.device, args.table_profile, budget, 15.0, log, only, jobs)
         except Exception as exc:
             report["parts"]["table"] = _error(exc)
         save()

@@ -57,6 +57,8 @@ def test_variants_end_to_end(harness_env, tmp_path):
         timings = details["timings"]
         assert timings["accuracy_forward_s"] <= timings["accuracy_predict_s"] <= timings["accuracy_s"]
         assert timings["scoring_s"] > 0
+        assert details["numerics"] == {"cudnn_allow_tf32": False, "matmul_allow_tf32": False}
+        assert "device_timing" not in details  # CUDA only: how the device latency was timed
     assert mine["details"]["variant_info"] == {"mine": "applied"}
     assert mine["metrics"] == fp32["metrics"], "the submission's own variant changed nothing but was re-measured"
 

@@ -17,6 +17,7 @@ INFORMATIONAL_MEASUREMENTS = (
     "throughput",
     "clocks",
     "device_timing",
+    "numerics",
     "peak_memory_accuracy_bytes",
     "peak_rss_bytes",
     "variant_info",
