@@ -165,6 +165,8 @@ def part_latency(device: str, profile_name: str, archs: list[str], dtypes: list[
     smoke = device == "cpu"  # a smoke test of the code path: few iterations
     if device == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shape, as in the harness's performance pass
+        torch.backends.cudnn.allow_tf32 = False  # float32 computes in float32, as in the ingestion driver
+        torch.backends.cuda.matmul.allow_tf32 = False
     rows = []
     for arch in archs:
         for dtype_name in dtypes:
@@ -421,9 +423,13 @@ def part_table(
     submitted: dict[str, int | None] = {}
     attempts: list[dict[str, Any]] = []
     plan = job_plan(entries, device == "cuda")
-    if jobs:  # only these DEVICE:VARIANT pairs (a table measured over several calls)
-        plan = [(t, n, d, [v for v in vs if f"{d}:{v}" in jobs]) for t, n, d, vs in plan]
-        plan = [job for job in plan if job[3]]
+    if jobs:  # only these DEVICE:VARIANT or NAME/DEVICE:VARIANT jobs (a table measured over several calls)
+        plan = [
+            (t, [n for n in names if f"{d}:{v}" in jobs or f"{n}/{d}:{v}" in jobs], d, [v])
+            for t, names, d, variants in plan
+            for v in variants
+        ]
+        plan = [job for job in plan if job[1]]
     for track, names, job_device, variants in plan:
         label = f"{track} {','.join(names)} {job_device} {','.join(variants)}"
         if budget.left() - reserve_s < 20:
@@ -586,7 +592,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default="latency,table", help="Comma-separated: latency, table.")
     parser.add_argument("--submissions", default="", help="Comma-separated entry names (default: all present).")
     parser.add_argument(
-        "--jobs", default="", help="Comma-separated DEVICE:VARIANT pairs of part (b), e.g. cuda:compile (default: all)."
+        "--jobs",
+        default="",
+        help="Comma-separated jobs of part (b): DEVICE:VARIANT or NAME/DEVICE:VARIANT, e.g. cuda:compile,"
+        "gtsnet/cpu:int8-cpu (default: all).",
     )
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
