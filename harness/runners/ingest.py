@@ -454,12 +454,14 @@ def _performance_pass(
             def predict_once() -> None:
                 timed_outputs["e2e"] = predictor.predict(sample_images)
 
-            timed_forward = forward_once
+            timed_forward, timer_label = forward_once, None
             if cuda:
                 for _ in range(3):  # first calls may compile or tune; the clock is read on the running model
                     forward_once()
                 torch.cuda.synchronize()
-                timed_forward = _device_timed_forward(predictor, model_inputs, timed_outputs, result)
+                timed_forward, timer_label = _device_timed_forward(
+                    predictor, model_inputs, forward_once, timed_outputs, result
+                )
             clocks_before = read_sm_clock(device_index, timed_forward) if cuda else None
             device_latency = time_callable(
                 timed_forward,
@@ -469,7 +471,7 @@ def _performance_pass(
                 job.device,
                 guard,
                 on_phase=lambda phase: mark(f"device:{phase}"),
-                timer_label="cuda-graph" if result.get("device_timing", {}).get("method") == "cuda-graph" else None,
+                timer_label=timer_label,
             )
             e2e_latency = time_callable(
                 predict_once,
@@ -534,11 +536,15 @@ def _performance_pass(
 
 
 def _device_timed_forward(
-    predictor: Any, model_inputs: Any, timed_outputs: dict[str, Any], result: dict[str, Any]
-) -> Callable[[], None]:
+    predictor: Any,
+    model_inputs: Any,
+    eager: Callable[[], None],
+    timed_outputs: dict[str, Any],
+    result: dict[str, Any],
+) -> tuple[Callable[[], Any], str | None]:
     """On CUDA, the device latency times replays of the forward captured in a CUDA graph when the replay
-    reproduces the eager forward (harness/measure/cudagraph.py says why), and the eager forward otherwise.
-    `result["device_timing"]` says which, and why not a graph."""
+    reproduces the eager forward (harness/measure/cudagraph.py says why), and `eager` otherwise. Returns the
+    function to time and its timer's name; `result["device_timing"]` says which, and why not a graph."""
     from harness.measure.cudagraph import capture_forward
 
     t0 = wall_clock_ns()
@@ -547,17 +553,12 @@ def _device_timed_forward(
         "method": "cuda-graph" if graphed else "cuda-events",
         "capture_s": (wall_clock_ns() - t0) / 1e9,
     }
+    result["device_timing"] = info
     if graphed is None:
         info["why_not_graph"] = why_not
-        result["device_timing"] = info
-
-        def eager() -> None:
-            timed_outputs["device"] = predictor.forward(model_inputs)
-
-        return eager
-    result["device_timing"] = info
+        return eager, None
     timed_outputs["device"] = graphed.output  # what every replay writes: the cross-check reads it after timing
-    return graphed.graph.replay
+    return graphed.graph.replay, "cuda-graph"
 
 
 def _crosscheck(
