@@ -49,3 +49,15 @@ def test_serve_starts_without_a_store(tmp_path):
     with served(f"sqlite:///{missing}", {}) as base:
         assert urllib.request.urlopen(f"{base}/_stcore/health", timeout=10).read() == b"ok"
     assert not missing.exists()
+
+
+def test_app_caches_are_left_alone_without_a_streamlit_runtime(leaderboard_env):
+    """The cache fill waits for the server's runtime; in a process without one it gives up, having touched
+    nothing (no Streamlit cache is created outside a runtime)."""
+    import time
+
+    from harness.leaderboard_app.server import fill_app_caches
+
+    start = time.monotonic()
+    assert fill_app_caches(leaderboard_env.url, wait_s=0.2) is False
+    assert time.monotonic() - start < 5
