@@ -2,9 +2,9 @@
 with `st.vega_lite_chart`. Pure pandas/numpy, no Streamlit, so the specs are tested directly.
 
 Vega-Lite rather than Plotly: Streamlit loads a chart library the first time a browser tab shows one of its
-charts, and Plotly.js (4.7 MB) took 3-4 s to load on the 2-vCPU benchmark machine, Vega-Lite (0.8 MB) well
-under one (docs/BENCHMARKS.md, leaderboard section). Specs use no expression transforms and no per-point
-aria labels: Streamlit runs Vega's expression interpreter, which costs per point on a 1,500-point chart.
+charts; on the 2-vCPU benchmark machine the Pareto page took 4.2-4.6 s to show with Plotly.js (4.7 MB) and
+1.8-2.0 s with Vega-Lite (0.8 MB; docs/BENCHMARKS.md, leaderboard section). Specs use no expression transforms
+and no per-point aria labels: Streamlit runs Vega's expression interpreter, which costs per point.
 """
 
 from __future__ import annotations
