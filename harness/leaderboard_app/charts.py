@@ -183,7 +183,7 @@ def side_by_side(panels: list[Spec], width: int = PANEL_WIDTH) -> Spec:
 
 def score_history(timeline: pd.DataFrame, metric: str) -> Spec:
     """Every `ok` run as a faded point over the time it finished, the best score so far as a step line, and
-    the runs that set a new best as stars; `timeline` is `ranking.best_over_time`'s frame."""
+    the runs that set a new best as diamonds; `timeline` is `ranking.best_over_time`'s frame."""
     runs = pd.DataFrame(
         {
             "finished_at": timeline["finished_at"].to_numpy(),
