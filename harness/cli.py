@@ -261,21 +261,16 @@ def serve(
 ) -> None:
     """The Streamlit leaderboard in the browser (read-only): standings, Pareto fronts, variants, history."""
     import importlib.util
-    import os
 
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("pandas") is None:
+        raise HarnessError("the leaderboard needs streamlit and pandas", "pip install 'harness[leaderboard]'")
     from harness.config import db_url
-    from harness.leaderboard_app import APP_SCRIPT
+    from harness.leaderboard_app.server import serve as serve_leaderboard
 
-    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
-        raise HarnessError("the leaderboard needs streamlit and plotly", "pip install 'harness[leaderboard]'")
     url = db_url() if db is None else db if "://" in db else f"sqlite:///{Path(db).resolve()}"
-    env = {**os.environ, "HARNESS_DB_URL": url}
     typer.echo(f"leaderboard of {url.split('@')[-1]} on http://{host}:{port}", err=True)
-    command = [sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT), "--server.headless=true"]
-    command += [f"--server.port={port}", f"--server.address={host}", "--browser.gatherUsageStats=false"]
-    command += ["--server.fileWatcherType=none", "--client.toolbarMode=viewer", "--theme.base=light"]
-    sys.stdout.flush()
-    os.execve(sys.executable, command, env)  # streamlit owns the process from here: signals reach it directly
+    # In this process, after a warm-up (imports, one standings query), so the first reader does not wait for it.
+    serve_leaderboard(url, port, host)
 
 
 @app.command()

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from harness.config import db_url
+from harness.leaderboard_app import ranking
 from harness.store import queries
 from harness.tracks.base import TrackCard, all_cards
 
@@ -73,12 +74,7 @@ class Board:
 
     @property
     def macs_key(self) -> str | None:
-        """The MACs entry ranked and budgeted: the card's first input size (the one its rules apply at), or the
-        fixed MAC image set of detection tracks."""
-        if self.card.mac_images:
-            return "dataset"
-        height, width = self.card.input_sizes[0]
-        return f"{height}x{width}"
+        return ranking.macs_key(self.card)
 
 
 def sidebar() -> None:
@@ -88,7 +84,7 @@ def sidebar() -> None:
     names = list(cards)
     wanted = st.query_params.get("track") if "track" not in st.session_state else None
     if st.session_state.get("track") not in cards:
-        keep_choice("track", names, wanted if wanted in cards else _busiest_track(names))
+        keep_choice("track", names, wanted if wanted in cards else _busiest_track(cards))
     st.sidebar.selectbox(
         "Track", names, key="track", format_func=lambda name: f"{cards[name].title} ({cards[name].key})"
     )
@@ -97,19 +93,12 @@ def sidebar() -> None:
     st.sidebar.caption(f"Store: `{queries.store_label(db_url())}` (read-only)")
 
 
-def _busiest_track(names: list[str]) -> str:
+def _busiest_track(cards: dict[str, TrackCard]) -> str:
     try:
         counts = track_versions(db_url())
     except queries.StoreMissing:
-        return names[0]
-    cards = all_cards()
-    ok = counts[counts["status"] == "ok"]
-    current = ok[
-        [cards[t].version == v if t in cards else False for t, v in zip(ok["track"], ok["track_version"], strict=True)]
-    ]
-    if current.empty:
-        return names[0]
-    return str(current.groupby("track")["runs"].sum().idxmax())
+        return next(iter(cards))
+    return ranking.busiest_track(counts, cards)
 
 
 def board() -> Board:
@@ -164,9 +153,7 @@ def run_table(
     frame: pd.DataFrame, card: TrackCard, leading: list[str], trailing: list[str]
 ) -> tuple[pd.DataFrame, dict]:
     """A run frame cut down to the columns a reader compares, with labels and number formats."""
-    from harness.leaderboard_app.ranking import metric_columns
-
-    metrics = metric_columns(frame, card.metrics)
+    metrics = ranking.metric_columns(frame, card.metrics)
     middle = ["params", "macs", "bytes", "latency_ms", "p50_ms", "p90_ms", "noisy"]
     columns = [c for c in [*leading, *metrics, *middle, *trailing] if c in frame.columns]
     shown = frame[columns].copy()

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from harness.store.queries import METRIC_PREFIX
+from harness.tracks.base import TrackCard
 
 
 @dataclass(frozen=True)
@@ -125,3 +126,24 @@ def metric_columns(frame: pd.DataFrame, names: list[str] | tuple[str, ...]) -> l
     present = [c for c in frame.columns if c.startswith(METRIC_PREFIX)]
     ordered = [f"{METRIC_PREFIX}{n}" for n in names if f"{METRIC_PREFIX}{n}" in present]
     return ordered + sorted(c for c in present if c not in ordered)
+
+
+def macs_key(card: TrackCard) -> str:
+    """The MACs entry ranked and budgeted: the card's first input size (the one its rules apply at), or the
+    fixed MAC image set of detection tracks."""
+    if card.mac_images:
+        return "dataset"
+    height, width = card.input_sizes[0]
+    return f"{height}x{width}"
+
+
+def busiest_track(counts: pd.DataFrame, cards: dict[str, TrackCard]) -> str:
+    """The track with the most `ok` runs of its current version (`queries.track_versions` counts); the first
+    track when none has any."""
+    ok = counts[counts["status"] == "ok"]
+    current = ok[
+        [cards[t].version == v if t in cards else False for t, v in zip(ok["track"], ok["track_version"], strict=True)]
+    ]
+    if current.empty:
+        return next(iter(cards))
+    return str(current.groupby("track")["runs"].sum().idxmax())

@@ -6,13 +6,13 @@ standings code), everything else from the store read with sqlite3.
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -48,18 +48,16 @@ def _table(at: AppTest, key: str) -> pd.DataFrame:
     return table.value
 
 
-def _values(data: object) -> list:
-    """A Plotly data array: a plain list, or numpy data that Plotly sends base64-encoded with its dtype."""
-    if isinstance(data, dict) and "bdata" in data:
-        array = np.frombuffer(base64.b64decode(data["bdata"]), dtype=np.dtype(data["dtype"]))
-        return array.tolist()
-    return list(data or [])
+def _vega(at: AppTest, key: str) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """The Vega-Lite chart the page draws inside the container with this key: its spec, and its named
+    datasets decoded from the Arrow bytes that Streamlit sends to the browser."""
+    (chart,) = at.get_by_key(key).get("vega_lite_chart")
+    datasets = {d.name: pa.ipc.open_stream(d.data.data).read_pandas() for d in chart.proto.datasets}
+    return json.loads(chart.proto.spec), datasets
 
 
-def _plotly(at: AppTest, key: str) -> dict:
-    """The Plotly figure (as its JSON spec) the page draws inside the container with this key."""
-    (chart,) = at.get_by_key(key).get("plotly_chart")
-    return json.loads(chart.proto.spec)
+def _layers(spec: dict) -> dict[str, dict]:
+    return {layer["name"]: layer for layer in spec["layer"]}
 
 
 def test_standings_rank_like_the_cli(leaderboard_env):
@@ -118,19 +116,28 @@ def test_budgets_and_filters_rerank(leaderboard_env):
 def test_pareto_page_highlights_the_front(leaderboard_env):
     at = open_app("pareto")
     standings = _table(open_app(), "standings_table")
-    for key, cost in (("pareto_latency", "latency_ms"), ("pareto_macs", "macs")):
-        spec = _plotly(at, key)
-        traces = {t["name"]: t for t in spec["data"]}
-        front = traces["Pareto front"]
-        dominated = traces["dominated"]
+    spec, data = _vega(at, "pareto_charts")
+    assert [view["title"] for view in spec["hconcat"]] == ["top1 vs latency", "top1 vs MACs"]
+    layers = {layer["name"]: layer for view in spec["hconcat"] for layer in view["layer"]}
+    by_run = standings.set_index("run_id")
+    for cost in ("latency_ms", "macs"):
+        front, dominated = data[f"{cost}_front"], data[f"{cost}_dominated"]
         mask = pareto_mask(standings["metric:top1"].to_numpy(float), standings[cost].to_numpy(float), True)
-        assert sorted(_values(front["x"])) == pytest.approx(sorted(standings.loc[mask, cost]))
-        assert len(_values(dominated.get("x"))) == int((~mask).sum())
-        assert dominated["marker"]["opacity"] < front["marker"]["opacity"]
-        assert all("run #" in text for text in front["hovertext"])
+        assert sorted(front["run_id"]) == sorted(standings.loc[mask, "run_id"])
+        assert sorted(dominated["run_id"]) == sorted(standings.loc[~mask, "run_id"])
+        assert list(front["cost"]) == sorted(standings.loc[mask, cost]), "the front line runs in cost order"
+        for point in pd.concat([front, dominated]).itertuples():
+            entry = by_run.loc[point.run_id]
+            assert point.cost == pytest.approx(entry[cost]) and point.value == pytest.approx(entry["metric:top1"])
+            assert point.entry == f"{entry['submission']}@{entry['variant']}" and point.rank == entry["rank"]
+        assert layers[f"{cost}_dominated"]["mark"]["opacity"] < layers[f"{cost}_front"]["mark"]["opacity"]
+        assert layers[f"{cost}_front_line"]["data"] == {"name": f"{cost}_front"}
+        for name in ("dominated", "front"):
+            hover = {t["field"] for t in layers[f"{cost}_{name}"]["encoding"]["tooltip"]}
+            assert {"entry", "run_id", "value", "latency_ms", "macs"} <= hover, "the hover names the run"
         costs = standings[cost].to_numpy(float)
         log_axis = costs.max() / costs.min() > 10
-        assert (spec["layout"]["xaxis"].get("type") == "log") == log_axis
+        assert (layers[f"{cost}_dominated"]["encoding"]["x"]["scale"].get("type") == "log") == log_axis
     front_table = _table(at, "pareto_front_table")
     assert len(front_table) >= 1
 
@@ -158,11 +165,13 @@ def test_submission_page_variants_latency_environment(leaderboard_env):
         if status == "ok":
             assert row.delta_metric == pytest.approx(value - base[1])
             assert row.latency_change_pct == pytest.approx(100 * (ranked - base[2]) / base[2])
-    spec = _plotly(at, "latency_distribution")
+    spec, data = _vega(at, "latency_distribution")
     ok_variants = {v for v, (status, *_rest) in latest.items() if status == "ok"}
-    assert {t["name"].split(" ")[0] for t in spec["data"]} == ok_variants
-    for trace in spec["data"]:
-        assert len(_values(trace["x"])) == latest[trace["name"].split(" ")[0]][3], "every stored sample is drawn"
+    drawn = data["samples"].groupby("label").size()
+    assert {label.split(" ")[0] for label in drawn.index} == ok_variants
+    for label, count in drawn.items():
+        assert count == latest[label.split(" ")[0]][3], "every stored sample is drawn"
+    assert spec["mark"]["type"] == "boxplot"
     environment = _table(at, "environment_table")
     assert {"torch", "cpu_model", "threads"} <= set(environment.index)
 
@@ -182,7 +191,7 @@ def test_submission_page_shows_the_log_tail_of_failed_runs(leaderboard_env):
     assert "failed" in expander.label and "cannot handle batches larger than 2" in expander.label
     code = expander.code[0].value
     assert code == "\n".join(log_tail.splitlines()[-40:]) and code.strip()
-    assert len(at.get("plotly_chart")) == 0 and any("No latency samples" in i.value for i in at.info)
+    assert len(at.get("vega_lite_chart")) == 0 and any("No latency samples" in i.value for i in at.info)
 
 
 def test_compare_page_puts_two_runs_side_by_side(leaderboard_env):
@@ -203,8 +212,15 @@ def test_compare_page_puts_two_runs_side_by_side(leaderboard_env):
         == f"{100 * (b['latency_ms'] - a['latency_ms']) / a['latency_ms']:+.1f}%"
     )
     assert table.loc["top1", "B vs A"] == f"{b['metric:top1'] - a['metric:top1']:+.4f}"
-    spec = _plotly(at, "compare_latency")
-    assert len(spec["data"]) == (1 if run_a == run_b else 2)
+    spec, data = _vega(at, "compare_latency")
+    with _db(leaderboard_env) as db:
+        iterations = dict(db.execute("select run_id, iterations from latency_summaries where kind = 'device'"))
+    drawn = data["samples"].groupby("label").size()
+    assert dict(drawn) == {
+        f"A: {a['submission']}@{a['variant']}": iterations[run_a],
+        f"B: {b['submission']}@{b['variant']}": iterations[run_b],
+    }
+    assert spec["encoding"]["y"]["stack"] is None, "the two histograms are overlaid, not stacked"
     assert not at.warning, "runs of one version and machine are comparable"
 
 
@@ -217,12 +233,14 @@ def test_history_page_tracks_the_best_score(leaderboard_env):
             db,
             params=(get_card("classification").version,),
         )
-    spec = _plotly(at, "history_chart")
-    traces = {t["name"]: t for t in spec["data"]}
-    assert _values(traces["best so far"]["y"]) == pytest.approx(list(ok["primary_value"].cummax()))
+    spec, data = _vega(at, "history_chart")
+    assert list(data["runs"]["run_id"]) == list(ok["run_id"])
+    assert list(data["runs"]["best_so_far"]) == pytest.approx(list(ok["primary_value"].cummax()))
+    assert _layers(spec)["best_so_far"]["encoding"]["y"]["field"] == "best_so_far"
     records = _table(at, "records_table")
     assert records["run_id"].iloc[-1] == ok["run_id"].iloc[0], "the first run always sets the first best"
     assert list(records["metric:top1"].iloc[::-1]) == sorted(set(records["metric:top1"]))
+    assert list(data["records"]["run_id"]) == list(records["run_id"].iloc[::-1]), "the chart marks the listed runs"
 
 
 def test_empty_store_shows_the_commands_to_run(tmp_path, monkeypatch):
@@ -230,7 +248,7 @@ def test_empty_store_shows_the_commands_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_DB_URL", f"sqlite:///{missing}")
     for page in (None, "pareto", "submission", "compare", "history"):
         at = open_app(page)
-        assert not at.dataframe and not at.get("plotly_chart")
+        assert not at.dataframe and not at.get("vega_lite_chart")
         assert any("no store yet" in i.value.lower() for i in at.info)
         assert "harness evaluate --track classification" in at.code[0].value
     assert not missing.exists(), "the leaderboard must never create a store"
@@ -261,7 +279,7 @@ def test_runs_of_another_track_version_are_never_ranked(leaderboard_env, tmp_pat
     assert get_card("classification").version == current + 1
     for page in (None, "pareto", "history"):
         at = open_app(page)
-        assert not at.dataframe and not at.get("plotly_chart")
+        assert not at.dataframe and not at.get("vega_lite_chart")
         (info,) = at.info
         assert f"no finished run of classification@v{current + 1}" in info.value
         assert f"(v{current})" in info.value and "never ranked with the current one" in info.value

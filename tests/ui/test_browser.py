@@ -21,8 +21,10 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from harness.leaderboard_app.ranking import pareto_mask
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.browser
@@ -41,6 +43,9 @@ CHROMIUM_ARGS = [
 ARTIFACTS = ROOT / "test-artifacts" / "leaderboard"
 START_TIMEOUT_S = 180
 RENDER_TIMEOUT_MS = 120_000
+# Vega renders each chart layer as an SVG group classed `<layer name>_marks`, one element per point or bar.
+CHART = '[data-testid="stVegaLiteChart"] svg'
+CHART_MARKS = f"{CHART} g.role-mark > *"
 # (url path, title shown, has a chart)
 PAGES = [
     ("", "Lightweight image classification", False),
@@ -133,17 +138,25 @@ def test_every_page_renders_in_chromium(seeded_store, browser):
             page.goto(f"{base}/{path}")
             page.wait_for_selector('[data-testid="stDataFrame"]', timeout=RENDER_TIMEOUT_MS)
             if has_chart:
-                page.wait_for_selector(".js-plotly-plot .main-svg", timeout=RENDER_TIMEOUT_MS)
+                page.wait_for_selector(CHART_MARKS, state="attached", timeout=RENDER_TIMEOUT_MS)
             _wait_idle(page)
-            page.wait_for_timeout(500)  # let the grid and plotly finish painting before the screenshot
+            page.wait_for_timeout(500)  # let the grid and the charts finish painting before the screenshot
             page.screenshot(path=str(ARTIFACTS / f"{path or 'standings'}.png"), full_page=True)
             assert page.locator('[data-testid="stException"]').count() == 0, f"/{path} raised"
             assert "Page not found" not in page.content()
             heading = page.locator("h1").first.inner_text()
             assert heading == (title or ranked[0]["submission"]), heading
             if has_chart:
-                points = page.locator(".js-plotly-plot .scatterlayer .point, .js-plotly-plot .boxlayer .box")
-                assert points.count() + page.locator(".js-plotly-plot .barlayer .point").count() > 0
+                assert page.locator(CHART_MARKS).count() > 0
+            if path == "pareto":
+                # The latency chart draws every entry of the class once: the front in red, the rest faded.
+                mask = pareto_mask(
+                    np.array([r["metrics"]["top1"] for r in ranked]),
+                    np.array([r["latency"]["ranked_ms"] for r in ranked]),
+                    True,
+                )
+                assert page.locator(f"{CHART} g.latency_ms_front_marks > path").count() == int(mask.sum())
+                assert page.locator(f"{CHART} g.latency_ms_dominated_marks > path").count() == int((~mask).sum())
             if path == "":
                 assert _rows(page) == len(ranked)
                 for index, row in enumerate(ranked):
@@ -210,13 +223,24 @@ def _timed(page, runs: ScriptRuns, action, rendered: str, timings: dict[str, flo
     timings[f"{name}_server_s"] = finished - start
 
 
+def _new_tab_view(context, base: str, table: str, timings: dict[str, float], name: str) -> None:
+    """A reader opening the leaderboard in a new tab of a browser that has shown it before."""
+    tab = context.new_page()
+    _timed(tab, ScriptRuns(tab), lambda: tab.goto(base), table, timings, name)
+    assert _rows(tab) > 10 and _cell(tab, 0, 0) == "1"
+    tab.close()
+
+
 @pytest.mark.slow
 @pytest.mark.heavy_benchmark  # builds the 1,000 x 3 store; a benchmark run on demand, figures in BENCHMARKS.md
-def test_page_interactive_on_a_large_store(synthetic_store, browser, session_home):
+def test_page_interactive_on_a_large_store(synthetic_store, browser, session_home, tmp_path):
     """SYNTHETIC store of 1,000 submissions x 3 variants: seconds from a reader's action until the script run it
-    caused is over and its table or chart is drawn: (a) first view after start (cold: imports, first query),
-    (b) a returning reader's new session (browser cache warm), (c) Refresh (cache cleared, the standings query
-    runs again), (d) a budget typed in (re-rank of 1,500 entries), (e) the Pareto page from the sidebar."""
+    caused is over and its table or chart is drawn: (a) first view after `harness serve` started (its warm-up
+    done; the browser's cache empty), (b) a new session in a new tab of that browser (a private window: HTTP
+    cache warm, no compiled-code cache), (c) Refresh (cache cleared, the standings query runs again), (d) a
+    budget typed in (re-rank of 1,500 entries), (e) the Pareto page from the sidebar (the tab's first chart),
+    and (f) as (b) in a browser profile kept on disk, as a returning reader's browser keeps it (HTTP cache and
+    V8's compiled-code cache, filled by a visit in an earlier run of that browser)."""
     table = '[data-testid="glide-cell-1-0"]'
     timings: dict[str, float] = {"load_average_before": os.getloadavg()[0]}
     context = browser.new_context(viewport={"width": 1500, "height": 1100})
@@ -226,9 +250,7 @@ def test_page_interactive_on_a_large_store(synthetic_store, browser, session_hom
         _timed(page, runs, lambda: page.goto(base), table, timings, "first_view")
         assert _rows(page) > 10 and _cell(page, 0, 0) == "1"
         assert page.get_by_text("entries on").first.inner_text().startswith("1500 of 1500 entries")
-        second = context.new_page()
-        _timed(second, ScriptRuns(second), lambda: second.goto(base), table, timings, "new_session_view")
-        second.close()
+        _new_tab_view(context, base, table, timings, "new_session_view")
         refresh = page.get_by_role("button", name="Refresh")
         _timed(page, runs, refresh.click, table, timings, "refresh_uncached")
         latency_box = page.get_by_label("Max latency (ms)")
@@ -241,19 +263,95 @@ def test_page_interactive_on_a_large_store(synthetic_store, browser, session_hom
         within = page.get_by_text("entries on").first.inner_text()
         page.screenshot(path=str(ARTIFACTS / "standings-synthetic-budget.png"), full_page=True)
         pareto_link = page.locator('[data-testid="stSidebarNav"] a', has_text="Pareto fronts")
-        _timed(page, runs, pareto_link.click, ".js-plotly-plot .scatterlayer .point", timings, "pareto_from_sidebar")
+        front_points = f"{CHART} g.latency_ms_front_marks > path"
+        _timed(page, runs, pareto_link.click, front_points, timings, "pareto_from_sidebar")
+        drawn = [page.locator(f"{CHART} g.latency_ms_{layer}_marks > path").count() for layer in ("front", "dominated")]
         page.screenshot(path=str(ARTIFACTS / "pareto-synthetic.png"), full_page=True)
-    context.close()
+        context.close()
+
+        profile = tmp_path / "browser-profile"
+        launch = {"executable_path": str(CHROMIUM), "args": CHROMIUM_ARGS, "headless": True}
+        earlier = browser.browser_type.launch_persistent_context(str(profile), **launch)
+        visit = earlier.new_page()
+        visit.goto(base)
+        visit.wait_for_selector(table, state="attached", timeout=RENDER_TIMEOUT_MS)
+        earlier.close()
+        returning = browser.browser_type.launch_persistent_context(
+            str(profile), viewport={"width": 1500, "height": 1100}, **launch
+        )
+        first_tab = returning.new_page()
+        first_tab.goto(base)
+        first_tab.wait_for_selector(table, state="attached", timeout=RENDER_TIMEOUT_MS)
+        _new_tab_view(returning, base, table, timings, "new_session_kept_profile_view")
+        returning.close()
     timings["load_average_after"] = os.getloadavg()[0]
     (ARTIFACTS / "page-timings.json").write_text(json.dumps(timings, indent=2))
     print("\n" + json.dumps(timings, indent=2) + f"\n{within}")
     assert 0 < int(within.split(" ")[0]) < 1500
+    # Every entry of the hardware class is one point of the latency chart: some on the front, the rest faded.
+    assert drawn[0] >= 1 and sum(drawn) == 1500, drawn
     # Page times are figures for docs/BENCHMARKS.md (target: interactive in < 2 s), not assertions: they
     # depend on the machine and its load.
     slow = [
-        name
-        for name in ("new_session_view", "refresh_uncached", "budget_rerank", "pareto_from_sidebar")
-        if timings[f"{name}_s"] >= 2.0
+        name.removesuffix("_s")
+        for name, value in timings.items()
+        if name.endswith("view_s") or name in ("refresh_uncached_s", "budget_rerank_s", "pareto_from_sidebar_s")
+        if value >= 2.0
     ]
     if slow:
         warnings.warn(f"over the 2 s target: {slow} (load {timings['load_average_after']:.1f})", stacklevel=1)
+
+
+@pytest.mark.slow
+@pytest.mark.heavy_benchmark
+def test_blank_streamlit_page_interactive_floor(browser, tmp_path):
+    """The floor under the leaderboard's figures: a Streamlit page that shows one heading, served by the same
+    Streamlit with the same options, timed like the leaderboard's first view and new-tab session."""
+    from harness.leaderboard_app.server import SERVER_OPTIONS
+
+    script = tmp_path / "blank.py"
+    script.write_text('import streamlit as st\n\nst.title("blank")\n')
+    port = _free_port()
+    flags = [
+        f"--{name}={str(value).lower() if isinstance(value, bool) else value}" for name, value in SERVER_OPTIONS.items()
+    ]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(script),
+            f"--server.port={port}",
+            "--server.address=127.0.0.1",
+            *flags,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    timings: dict[str, float] = {"load_average_before": os.getloadavg()[0]}
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
+            time.sleep(0.5)
+        context = browser.new_context(viewport={"width": 1500, "height": 1100})
+        for name in ("first_view", "new_session_view"):
+            tab = context.new_page()
+            start = time.perf_counter()
+            tab.goto(base)
+            tab.wait_for_selector("h1:has-text('blank')", timeout=RENDER_TIMEOUT_MS)
+            timings[f"{name}_s"] = time.perf_counter() - start
+        context.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    timings["load_average_after"] = os.getloadavg()[0]
+    (ARTIFACTS / "blank-page-timings.json").write_text(json.dumps(timings, indent=2))
+    print("\n" + json.dumps(timings, indent=2))
+    assert timings["first_view_s"] > 0 and timings["new_session_view_s"] > 0

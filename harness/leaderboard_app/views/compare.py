@@ -3,10 +3,9 @@ second, their latency distributions overlaid, and a warning when they are not co
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from harness.leaderboard_app import common
+from harness.leaderboard_app import charts, common
 from harness.leaderboard_app.ranking import metric_columns, order
 
 board = common.board()
@@ -110,23 +109,14 @@ table = pd.DataFrame(
 st.container(key="compare_table").dataframe(table, hide_index=True, height=36 * (len(table) + 1))
 
 samples = common.latency_samples(board.url, tuple(sorted({int(run_a), int(run_b)})))
-figure = go.Figure()
-for label, run in (("A", a), ("B", b)):
-    values = samples.get(int(run["run_id"]))
-    if values is not None and len(values):
-        figure.add_trace(
-            go.Histogram(x=values, name=f"{label}: {run['submission']}@{run['variant']}", opacity=0.6, nbinsx=60)
-        )
+distributions = {
+    f"{label}: {run['submission']}@{run['variant']}": samples[int(run["run_id"])]
+    for label, run in (("A", a), ("B", b))
+    if int(run["run_id"]) in samples and len(samples[int(run["run_id"])])
+}
 st.subheader("Latency samples")
-if figure.data:
-    figure.update_layout(
-        barmode="overlay",
-        xaxis_title="device latency per iteration (ms)",
-        yaxis_title="iterations",
-        height=360,
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-    )
-    st.container(key="compare_latency").plotly_chart(figure, config={"displaylogo": False})
+if distributions:
+    st.container(key="compare_latency").vega_lite_chart(spec=charts.latency_histograms(distributions))
 else:
     st.info("Neither run stored latency samples (a run that failed has none).")
 st.caption(f"The same comparison in a terminal: `harness compare {run_a} {run_b}`")

@@ -1,12 +1,10 @@
 """Submission page: one submission's variants in one table with the change against fp32, their latency
 distributions from the stored samples, the machines they ran on, and the log tail of failed runs."""
 
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from harness.leaderboard_app import common
+from harness.leaderboard_app import charts, common
 from harness.leaderboard_app.ranking import order, variant_changes
 
 LOG_TAIL_LINES = 40
@@ -67,34 +65,13 @@ else:
 st.subheader("Latency distribution")
 ok = latest[latest["status"] == "ok"]
 samples = common.latency_samples(board.url, tuple(int(i) for i in ok["run_id"]))
-figure = go.Figure()
-for row in ok.itertuples():
-    values = samples.get(int(row.run_id))
-    if values is None or len(values) == 0:
-        continue
-    figure.add_trace(
-        go.Box(
-            x=values,
-            name=f"{row.variant} (#{row.run_id})",
-            boxpoints="outliers",
-            hovertemplate=f"{row.variant}: %{{x:.4f}} ms<extra></extra>",
-        )
-    )
-if figure.data:
-    spread = [
-        float(np.percentile(samples[int(i)], 99) / max(np.percentile(samples[int(i)], 1), 1e-9))
-        for i in ok["run_id"]
-        if int(i) in samples and len(samples[int(i)])
-    ]
-    figure.update_layout(
-        xaxis_title="device latency per iteration (ms)",
-        height=120 + 60 * len(figure.data),
-        margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        showlegend=False,
-    )
-    if spread and max(spread) > 10:
-        figure.update_xaxes(type="log")
-    st.container(key="latency_distribution").plotly_chart(figure, config={"displaylogo": False})
+distributions = {
+    f"{row.variant} (#{row.run_id})": samples[int(row.run_id)]
+    for row in ok.itertuples()
+    if int(row.run_id) in samples and len(samples[int(row.run_id)])
+}
+if distributions:
+    st.container(key="latency_distribution").vega_lite_chart(spec=charts.latency_boxes(distributions))
     stats = ok[["variant", "p50_ms", "p90_ms", "p99_ms", "latency_cv", "noisy", "noise_reasons"]].copy()
     stats["samples"] = [len(samples.get(int(i), [])) for i in ok["run_id"]]
     stats["noise_reasons"] = ["; ".join(r or []) for r in stats["noise_reasons"]]
