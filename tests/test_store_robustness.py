@@ -16,14 +16,18 @@ from tests.conftest import make_submission, run_cli
 
 SLOW_BODY = """
     import time
+    from pathlib import Path
     import torch
     from torch import nn
     from harness.contract import ClassifierPredictor
 
+    MARKER = Path({marker!r})
+
     class Slow(ClassifierPredictor):
         def predict(self, images):
-            if len(images) > 2:
-                time.sleep(0.5)  # the accuracy pass takes a while: long enough to be interrupted
+            if len(images) > 2 and not MARKER.exists():
+                MARKER.touch()  # the first accuracy batch of the first evaluation: interrupted while it sleeps
+                time.sleep(60)
             return super().predict(images)
 
     def build(ctx):
@@ -43,7 +47,8 @@ def _rows(db: str, sql: str) -> list[tuple]:
 
 
 def test_ctrl_c_leaves_store_consistent_and_evaluate_resumes(harness_env, tmp_path):
-    sub = make_submission(tmp_path, "slow", module_body=SLOW_BODY)
+    marker = tmp_path / "inside-the-accuracy-pass"
+    sub = make_submission(tmp_path, "slow", module_body=SLOW_BODY.format(marker=str(marker)))
     assert run_cli("submit", str(sub), env=harness_env).returncode == 0
     db = _db(harness_env)
     exe = Path(sys.executable).parent / "harness"
@@ -55,14 +60,13 @@ def test_ctrl_c_leaves_store_consistent_and_evaluate_resumes(harness_env, tmp_pa
         text=True,
     )
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if _rows(db, "select count(*) from runs where status='running'")[0][0] == 1:
+    while time.monotonic() < deadline:  # the run claimed and its accuracy pass under way (not a guess by time)
+        if marker.exists() and _rows(db, "select count(*) from runs where status='running'")[0][0] == 1:
             break
         time.sleep(0.2)
     else:
         proc.kill()
-        raise AssertionError("the evaluation never claimed its run")
-    time.sleep(3)  # inside the accuracy pass
+        raise AssertionError("the evaluation never reached its accuracy pass")
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     assert proc.returncode != 0
