@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.measure.cudagraph import capture_forward, outputs_match, second_input
+from harness.measure.cudagraph import capture_forward, outputs_match, poison, restore, second_input
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here (CI has no GPU)")
 
@@ -35,6 +35,25 @@ def test_outputs_match_is_tight_and_names_what_differs() -> None:
     assert "structure" in outputs_match(out, (torch.ones(4),))
     assert "shape or dtype" in outputs_match(out, (torch.ones(5), [torch.arange(3.0)]))
     assert "host value" in outputs_match((torch.ones(1), 2), (torch.ones(1), 3))
+
+
+def test_outputs_match_needs_nans_at_the_same_places() -> None:
+    nan = float("nan")
+    assert outputs_match(torch.tensor([nan, 1.0]), torch.tensor([nan, 1.0])) is None
+    # A poisoned output left unwritten where the eager output is zero must not pass.
+    assert "non-finite" in outputs_match(torch.tensor([nan, 0.0]), torch.tensor([0.0, 0.0]))
+    assert "signs" in outputs_match(torch.tensor([float("inf")]), torch.tensor([float("-inf")]))
+
+
+def test_poison_changes_every_element_and_restore_undoes_it() -> None:
+    out = {"logits": torch.zeros(3), "ids": torch.tensor([0, 7]), "keep": torch.tensor([True, False])}
+    before = {k: v.clone() for k, v in out.items()}
+    saved = poison(out)
+    assert bool(out["logits"].isnan().all())
+    assert torch.equal(out["ids"], torch.tensor([1, 8])) and torch.equal(out["keep"], torch.tensor([False, True]))
+    assert outputs_match(out, before) is not None
+    restore(saved)
+    assert all(torch.equal(out[k], before[k]) for k in out)
 
 
 def test_cpu_inputs_are_never_captured() -> None:
@@ -80,6 +99,19 @@ def test_a_forward_that_does_no_work_while_captured_fails_the_replay_check() -> 
             return last["out"]
         last["out"] = x * 3
         return last["out"]
+
+    graphed, why = capture_forward(forward, torch.rand(8, device="cuda"))
+    assert graphed is None and "does not reproduce" in why
+
+
+@cuda
+def test_a_graph_that_returns_memory_the_eager_forward_fills_is_caught() -> None:
+    out = torch.zeros(8, device="cuda")
+
+    def forward(x: torch.Tensor) -> torch.Tensor:  # an empty graph whose output the eager calls keep filling
+        if not torch.cuda.is_current_stream_capturing():
+            out.copy_(x * 3)
+        return out
 
     graphed, why = capture_forward(forward, torch.rand(8, device="cuda"))
     assert graphed is None and "does not reproduce" in why

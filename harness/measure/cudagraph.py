@@ -11,6 +11,8 @@ timed input's buffers are filled with a second input nobody can predict (the fir
 noise), the graph is replayed, and its output must equal the eager forward on that second input. A forward
 that computes on the host (which a replay skips), branches on values, or returns a cached answer fails this
 check, or fails to capture at all, and is timed eagerly with CUDA events instead; the reason is recorded.
+The replay's output is poisoned before each checking replay, so a graph that leaves its output unwritten
+(returning memory that the eager forward filled) cannot pass for one that computes it.
 """
 
 from __future__ import annotations
@@ -88,15 +90,48 @@ def outputs_match(got: Any, expected: Any, tolerance: float = REPLAY_TOLERANCE) 
         if not isinstance(a, torch.Tensor) or a.shape != b.shape or a.dtype != b.dtype:
             return f"output {index}: shape or dtype differs"
         a64, b64 = a.detach().double(), b.detach().double()
-        if not bool(torch.isfinite(a64).all()) or not bool(torch.isfinite(b64).all()):
-            if not torch.equal(a64.nan_to_num(), b64.nan_to_num()):
-                return f"output {index}: non-finite values differ"
-            continue
+        nan_a, inf_a = torch.isnan(a64), torch.isinf(a64)
+        if not torch.equal(nan_a, torch.isnan(b64)) or not torch.equal(inf_a, torch.isinf(b64)):
+            return f"output {index}: non-finite values at other places"
+        if not torch.equal(a64[inf_a], b64[inf_a]):
+            return f"output {index}: infinities of other signs"
+        finite = ~(nan_a | inf_a)
+        a64, b64 = a64[finite], b64[finite]
         diff = float(torch.linalg.vector_norm(a64 - b64))
         norm = float(torch.linalg.vector_norm(b64))
         if diff > tolerance * max(norm, 1e-12):
             return f"output {index}: relative difference {diff / max(norm, 1e-12):.2e} > {tolerance:.0e}"
     return None
+
+
+def poison(tree: Any) -> list[tuple[Any, Any]]:
+    """Overwrite every output tensor with values no forward computes by accident (NaN; integers plus one;
+    booleans inverted), so that a replay that does not write its whole output is caught. Returns what was
+    there, for `restore` (an output may alias a model's own tensor)."""
+    import torch
+
+    saved = []
+    for tensor in _tensors(tree):
+        saved.append((tensor, tensor.clone()))
+        if tensor.is_floating_point() or tensor.is_complex():
+            tensor.fill_(float("nan"))
+        elif tensor.dtype == torch.bool:
+            tensor.logical_not_()
+        else:
+            tensor.add_(1)
+    return saved
+
+
+def restore(saved: list[tuple[Any, Any]]) -> None:
+    for tensor, value in saved:
+        tensor.copy_(value)
+
+
+def _cloned(tree: Any) -> Any:
+    import torch
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda leaf: leaf.clone() if isinstance(leaf, torch.Tensor) else leaf, tree)
 
 
 def capture_forward(
@@ -131,21 +166,29 @@ def capture_forward(
         torch.cuda.synchronize()  # a failed capture leaves no error behind; if it did, this raises it here
         return None, f"capture failed: {type(exc).__name__}: {_first_line(exc)}"
     captured = GraphedForward(graph, output)
+
+    def replay_matches(expected: Any) -> str | None:
+        # The eager result is copied before the replay (its memory could be what the graph returns), and the
+        # replay's output is poisoned first: a graph that does not recompute it is caught either way.
+        expected = _cloned(expected)
+        saved = poison(captured.output)
+        captured.replay()
+        torch.cuda.synchronize()
+        problem = outputs_match(captured.output, expected)
+        if problem is not None:
+            restore(saved)
+        return problem
+
     try:
         probe = second_input(inputs)
         expected = forward(probe)
         for buffer, value in zip(tensors, _tensors(probe), strict=True):
             buffer.copy_(value)
-        captured.replay()
-        torch.cuda.synchronize()
-        problem = outputs_match(captured.output, expected)
+        problem = replay_matches(expected)
         for buffer, value in zip(tensors, originals, strict=True):
             buffer.copy_(value)
         if problem is None:
-            expected = forward(inputs)
-            captured.replay()
-            torch.cuda.synchronize()
-            problem = outputs_match(captured.output, expected)
+            problem = replay_matches(forward(inputs))
     except Exception as exc:
         for buffer, value in zip(tensors, originals, strict=True):
             buffer.copy_(value)
