@@ -58,6 +58,9 @@ def test_ctrl_c_leaves_store_consistent_and_evaluate_resumes(harness_env, tmp_pa
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (`make test &`) inherits SIGINT ignored, and Python keeps an
+        # ignored SIGINT ignored: the CLI must get it as a terminal's Ctrl-C would deliver it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # the run claimed and its accuracy pass under way (not a guess by time)
