@@ -304,6 +304,7 @@ def table_row(run: dict[str, Any]) -> dict[str, Any]:
         "device": run.get("device"),
         "status": run.get("status"),
         "error": (run.get("error") or "")[:400] or None,
+        "log_tail": (run.get("log_tail") or "")[-4000:] or None,  # only a run that did not finish ok has one
         "primary_metric": run.get("primary_metric"),
         "metric": (run.get("metrics") or {}).get(run.get("primary_metric")),
         "metrics": run.get("metrics"),

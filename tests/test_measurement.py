@@ -366,3 +366,38 @@ def test_fingerprint_without_importing_torch_matches_the_imported_versions():
     assert cold == warm
     assert [cold["torch"], cold["torchvision"], cold["numpy"]] == imported
     assert cold["threads"] == 1 and cold["device"] == "cpu" and "tensorrt" in cold
+
+
+def test_a_predictor_failing_in_the_crosscheck_sample_fails_that_stage_by_name(tmp_path):
+    """The cross-check predicts a sample of the split again after timing (a compiled forward can recompile
+    there); an exception is the `crosscheck` stage's failure with the cause, not a crash without a result."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from harness.runners.ingest import StageError, _crosscheck
+
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        files.append(f"{i}.png")
+    predictor = wrap_classifier(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 3)))
+    images = [np.asarray(Image.open(tmp_path / f).convert("RGB")) for f in files]
+    records = predictor.predict(images)
+    timed = {"device": predictor.forward(predictor.preprocess(images[:1])), "e2e": records[:1]}
+    job = SimpleNamespace(kind="classification", check_sample=4, batch_size=2, inputs_dir=str(tmp_path))
+    variant = SimpleNamespace(reduced_precision=False)
+
+    checked = _crosscheck(job, predictor, variant, files, records, timed, images[:1])
+    assert checked["consistent"] and checked["images"] == 4
+
+    def broken(batch):
+        raise RuntimeError("FailOnRecompileLimitHit: Hard failure due to fail_on_recompile_limit_hit")
+
+    predictor.predict = broken
+    with pytest.raises(StageError) as failed:
+        _crosscheck(job, predictor, variant, files, records, timed, images[:1])
+    assert failed.value.stage == "crosscheck"
+    assert failed.value.message.startswith("predicting the cross-check sample (images 0..) failed: RuntimeError")
+    assert "fail_on_recompile_limit_hit" in failed.value.message

@@ -588,7 +588,12 @@ def _crosscheck(
     again: list[Any] = []
     for start in range(0, count, job.batch_size):
         images = [load_image(Path(job.inputs_dir) / f) for f in files[start : min(count, start + job.batch_size)]]
-        again.extend(predictor.predict(images))
+        try:
+            again.extend(predictor.predict(images))
+        except Exception as exc:  # the same predictor answered the accuracy pass: name the stage that broke it
+            raise StageError(
+                "crosscheck", f"predicting the cross-check sample (images {start}..) failed: {_describe(exc)}"
+            ) from exc
     sample = compare_outputs(job.kind, records[:count], again, reduced)
     checks["sample"] = sample.to_dict()
     failed = [f"{name}: {c['reason']}" for name, c in checks.items() if not c["consistent"]]

@@ -16,6 +16,8 @@ from typing import Any
 
 from harness.variants import Variant
 
+RECOMPILE_LIMIT = 64  # compiled versions of one frame before the run fails (Dynamo's default: 8)
+
 
 def _available(device: str) -> str | None:
     import torch
@@ -39,13 +41,26 @@ def compile_predictor(predictor: Any, backend: str = "inductor", mode: str | Non
     import torch._dynamo
 
     torch._dynamo.config.fail_on_recompile_limit_hit = True
+    # Dynamo's default of 8 compiled versions per frame is too few for a detector: torchvision's `roi_align`
+    # is compiled once per FPN level (`spatial_scale` is a specialised constant) and again for box counts it
+    # specialises (no boxes, a new batch length): 9 versions after 7 batches of fasterrcnn_default
+    # (TORCH_LOGS=recompiles), which failed its cross-check on the H200. Recompiling during timing stays an
+    # error (`no_recompilation`).
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     predictor.forward = torch.compile(predictor.forward, backend=backend, mode=mode)
     return predictor
 
 
 def _apply(predictor: Any, context: dict) -> Any:
-    context.setdefault("info", {})["compile"] = {"backend": "inductor", "mode": "default"}
-    return compile_predictor(predictor)
+    import torch._dynamo
+
+    compiled = compile_predictor(predictor)
+    context.setdefault("info", {})["compile"] = {
+        "backend": "inductor",
+        "mode": "default",
+        "recompile_limit": torch._dynamo.config.recompile_limit,
+    }
+    return compiled
 
 
 @contextmanager
