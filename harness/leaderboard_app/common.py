@@ -149,20 +149,26 @@ def metric_label(name: str) -> str:
     return name.removeprefix(queries.METRIC_PREFIX)
 
 
+def run_columns(frame: pd.DataFrame, card: TrackCard, leading: list[str], trailing: list[str]) -> list[str]:
+    """The columns a reader compares, in order: `leading`, the track's metrics, the costs, `trailing`."""
+    metrics = ranking.metric_columns(frame, card.metrics)
+    middle = ["params", "macs", "bytes", "latency_ms", "p50_ms", "p90_ms", "noisy"]
+    return [c for c in [*leading, *metrics, *middle, *trailing] if c in frame.columns]
+
+
 def run_table(
     frame: pd.DataFrame, card: TrackCard, leading: list[str], trailing: list[str]
 ) -> tuple[pd.DataFrame, dict]:
     """A run frame cut down to the columns a reader compares, with labels and number formats."""
     metrics = ranking.metric_columns(frame, card.metrics)
-    middle = ["params", "macs", "bytes", "latency_ms", "p50_ms", "p90_ms", "noisy"]
-    columns = [c for c in [*leading, *metrics, *middle, *trailing] if c in frame.columns]
+    columns = run_columns(frame, card, leading, trailing)
     shown = frame[columns].copy()
     config: dict[str, Any] = {
         "rank": st.column_config.NumberColumn("#", format="%d", width="small"),
         "submission": st.column_config.TextColumn("submission"),
         "variant": st.column_config.TextColumn("variant"),
         "params": st.column_config.NumberColumn("params", format="compact"),
-        "macs": st.column_config.NumberColumn("MACs", format="compact", help=_macs_help(card)),
+        "macs": st.column_config.NumberColumn("MACs", format="compact", help=macs_help(card)),
         "bytes": st.column_config.NumberColumn("bytes", format="bytes"),
         "latency_ms": st.column_config.NumberColumn(
             "latency ms", format="%.4f", help="The ranked figure: median of the repeat medians (device, model only)"
@@ -185,7 +191,7 @@ def run_table(
     return shown, {k: v for k, v in config.items() if k in columns}
 
 
-def _macs_help(card: TrackCard) -> str:
+def macs_help(card: TrackCard) -> str:
     if card.mac_images:
         return f"Mean multiply-accumulates over {card.mac_images} fixed test images"
     height, width = card.input_sizes[0]

@@ -43,9 +43,24 @@ def _cli_standings(seeded) -> list[dict]:
 
 
 def _table(at: AppTest, key: str) -> pd.DataFrame:
-    """The table the page draws inside the container with this key."""
-    (table,) = at.get_by_key(key).dataframe
+    """The table the page draws with this key: an `st.dataframe` inside a keyed container, or the standings
+    page's own table component, whose raw values (what it sorts and what the reader sees formatted) are decoded
+    from the JSON that Streamlit sends to the browser."""
+    element = at.get_by_key(key)
+    if element.type == "bidi_component":
+        data = json.loads(element.proto.json)
+        assert element.proto.component_name == "harness_standings_table"
+        assert len(data["text"]) == len(data["values"])
+        return pd.DataFrame(data["values"], columns=[c["name"] for c in data["columns"]])
+    (table,) = element.dataframe
     return table.value
+
+
+def _open_filters(at: AppTest) -> AppTest:
+    """The standings page's filters sit behind a button: open them as a reader would."""
+    if not at.get("number_input"):
+        at.button(key="standings_filters").click().run()
+    return at
 
 
 def _vega(at: AppTest, key: str) -> tuple[dict, dict[str, pd.DataFrame]]:
@@ -65,7 +80,7 @@ def test_standings_rank_like_the_cli(leaderboard_env):
     assert expected, "the seed produced no ok run"
     at = open_app()
     table = _table(at, "standings_table")
-    hardware = at.selectbox(key="standings_hardware").value
+    hardware = _open_filters(at).selectbox(key="standings_hardware").value
     want = [
         (r["rank"], r["submission"], r["variant"], r["run_id"]) for r in expected if r["hardware_class"] == hardware
     ]
@@ -85,6 +100,7 @@ def test_standings_rank_like_the_cli(leaderboard_env):
 def test_budgets_and_filters_rerank(leaderboard_env):
     at = open_app()
     full = _table(at, "standings_table")
+    _open_filters(at)
     # A MACs budget between the cheapest and the dearest entry keeps exactly the entries within it, re-ranked.
     limit_m = float(np.median(full["macs"])) / 1e6
     at.number_input(key="budget_macs").set_value(limit_m).run()
@@ -111,6 +127,18 @@ def test_budgets_and_filters_rerank(leaderboard_env):
         assert list(_table(at, "standings_table")["run_id"]) == expected_quiet
     else:
         assert any("No entry meets these filters" in w.value for w in at.warning)
+    # Closing the filters keeps them: the widgets are gone, the ranking and the summary still apply them.
+    at.number_input(key="budget_latency").set_value(latency_limit).run()
+    at.button(key="standings_filters").click().run()
+    assert not at.get("number_input") and not at.get("toggle")
+    summary = next(m.value for m in at.markdown if "entries on" in m.value)
+    assert "within the budget" in summary and "noisy runs hidden" in summary and "latency ≤" in summary
+    quiet_fast = full.loc[~full["noisy"].astype(bool) & (full["latency_ms"] <= latency_limit), "run_id"].tolist()
+    if quiet_fast:
+        assert list(_table(at, "standings_table")["run_id"]) == quiet_fast
+    _open_filters(at)
+    assert at.number_input(key="budget_latency").value == pytest.approx(latency_limit)
+    assert at.toggle(key="standings_noisy").value is False
 
 
 def test_pareto_page_highlights_the_front(leaderboard_env):
@@ -248,7 +276,7 @@ def test_empty_store_shows_the_commands_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_DB_URL", f"sqlite:///{missing}")
     for page in (None, "pareto", "submission", "compare", "history"):
         at = open_app(page)
-        assert not at.dataframe and not at.get("vega_lite_chart")
+        assert not at.dataframe and not at.get("vega_lite_chart") and not at.get("bidi_component")
         assert any("no store yet" in i.value.lower() for i in at.info)
         assert "harness evaluate --track classification" in at.code[0].value
     assert not missing.exists(), "the leaderboard must never create a store"
@@ -261,7 +289,7 @@ def test_store_without_runs_shows_the_commands_to_run(tmp_path, monkeypatch):
     Store(url).engine.dispose()  # created and migrated by the harness, as `harness submit` would
     monkeypatch.setenv("HARNESS_DB_URL", url)
     at = open_app()
-    assert not at.dataframe
+    assert not at.dataframe and not at.get("bidi_component")
     assert any("holds no runs yet" in i.value for i in at.info)
     assert "harness submit ./my_model" in at.code[0].value
 
@@ -279,7 +307,7 @@ def test_runs_of_another_track_version_are_never_ranked(leaderboard_env, tmp_pat
     assert get_card("classification").version == current + 1
     for page in (None, "pareto", "history"):
         at = open_app(page)
-        assert not at.dataframe and not at.get("vega_lite_chart")
+        assert not at.dataframe and not at.get("vega_lite_chart") and not at.get("bidi_component")
         (info,) = at.info
         assert f"no finished run of classification@v{current + 1}" in info.value
         assert f"(v{current})" in info.value and "never ranked with the current one" in info.value
@@ -304,6 +332,11 @@ def test_choices_no_longer_offered_fall_back(leaderboard_env):
     store) falls back to the page's default (the best entry), not to whatever option happens to come first."""
     at = open_app()
     best = _table(at, "standings_table").iloc[0]
+    hardware = best["hardware_class"]
+    at.session_state["standings_kept"] = {"hardware": "not a machine", "variants": ["not-a-variant"]}
+    at.run()
+    assert not at.exception and _table(at, "standings_table").iloc[0]["run_id"] == best["run_id"]
+    assert any(f"entries on {hardware}" in m.value for m in at.markdown)
     at.session_state["submission_name"] = "not-a-submission"
     at.session_state["submission_hardware"] = "not a machine"
     at.switch_page("views/submission.py").run()

@@ -1,10 +1,15 @@
 """Standings page: the current track version's latest `ok` run per submission and variant, ranked within one
-hardware class, with filters and budgets that re-rank the entries within them."""
+hardware class, with filters and budgets that re-rank the entries within them.
+
+The filters sit behind a button and the table is `table.py`'s light component: this is the page a reader sees
+first, and Streamlit loads a widget's or the data grid's code only when a page shows one (docs/BENCHMARKS.md,
+"Leaderboard speed"). The filters' values are kept in the session while their widgets are hidden."""
 
 import streamlit as st
 
 from harness.leaderboard_app import common
 from harness.leaderboard_app.ranking import Budget, rank
+from harness.leaderboard_app.table import standings_table, table_data
 
 board = common.board()
 card = board.card
@@ -16,52 +21,97 @@ st.caption(
 )
 
 entries = common.standings(board.url, card.name, card.version, board.macs_key, card.metrics)
-
-filters = st.container(border=True)
-top = filters.columns([2, 2, 1])
-with top[0]:
-    hardware = common.hardware_picker(entries, key="standings_hardware")
+hardware_options = list(entries["hardware_class"].value_counts().index)  # the class with the most entries first
 variant_options = sorted(entries["variant"].unique())
-with top[1]:
-    chosen_variants = st.multiselect("Variants", variant_options, default=variant_options, key="standings_variants")
-with top[2]:
-    include_noisy = st.toggle("Show noisy runs", value=True, key="standings_noisy")
-limits = filters.columns(3)
-max_macs_m = limits[0].number_input(
-    "Max MACs (millions)", min_value=0.0, value=None, step=1.0, key="budget_macs", placeholder="no limit"
-)
-max_latency = limits[1].number_input(
-    "Max latency (ms)", min_value=0.0, value=None, step=0.1, format="%.3f", key="budget_latency", placeholder="no limit"
-)
-max_bytes_mib = limits[2].number_input(
-    "Max size (MiB)", min_value=0.0, value=None, step=0.5, key="budget_bytes", placeholder="no limit"
-)
-budget = Budget(
-    max_macs=max_macs_m * 1e6 if max_macs_m is not None else None,
-    max_latency_ms=max_latency,
-    max_bytes=max_bytes_mib * 2**20 if max_bytes_mib is not None else None,
-)
 
+# What the filters are set to, kept across runs that do not draw their widgets (Streamlit drops a widget's state
+# in a run that does not draw it). Choices no longer offered (another track, a new store) fall back.
+kept = st.session_state.setdefault("standings_kept", {})
+if kept.get("hardware") not in hardware_options:
+    kept["hardware"] = hardware_options[0] if hardware_options else None
+if kept.get("variants") is None or not set(kept["variants"]) <= set(variant_options):
+    kept["variants"] = variant_options
+kept.setdefault("noisy", True)
+for name in ("macs_m", "latency_ms", "bytes_mib"):
+    kept.setdefault(name, None)
+
+
+def _toggle_filters() -> None:
+    st.session_state["standings_filters_open"] = not st.session_state.get("standings_filters_open", False)
+
+
+st.button("Filters and budgets", key="standings_filters", icon=":material/tune:", on_click=_toggle_filters)
+if st.session_state.get("standings_filters_open", False):
+    filters = st.container(border=True)
+    top = filters.columns([2, 2, 1])
+    with top[0]:
+        kept["hardware"] = st.selectbox(
+            "Hardware class",
+            hardware_options,
+            index=hardware_options.index(kept["hardware"]) if kept["hardware"] in hardware_options else None,
+            key="standings_hardware",
+            help="Rankings compare only runs made on the same class of machine.",
+        )
+    with top[1]:
+        kept["variants"] = st.multiselect(
+            "Variants", variant_options, default=kept["variants"], key="standings_variants"
+        )
+    with top[2]:
+        kept["noisy"] = st.toggle("Show noisy runs", value=kept["noisy"], key="standings_noisy")
+    limits = filters.columns(3)
+    kept["macs_m"] = limits[0].number_input(
+        "Max MACs (millions)", min_value=0.0, value=kept["macs_m"], step=1.0, key="budget_macs", placeholder="no limit"
+    )
+    kept["latency_ms"] = limits[1].number_input(
+        "Max latency (ms)",
+        min_value=0.0,
+        value=kept["latency_ms"],
+        step=0.1,
+        format="%.3f",
+        key="budget_latency",
+        placeholder="no limit",
+    )
+    kept["bytes_mib"] = limits[2].number_input(
+        "Max size (MiB)", min_value=0.0, value=kept["bytes_mib"], step=0.5, key="budget_bytes", placeholder="no limit"
+    )
+
+hardware = kept["hardware"]
+budget = Budget(
+    max_macs=kept["macs_m"] * 1e6 if kept["macs_m"] is not None else None,
+    max_latency_ms=kept["latency_ms"],
+    max_bytes=kept["bytes_mib"] * 2**20 if kept["bytes_mib"] is not None else None,
+)
 ranked = rank(
     entries,
     card.higher_is_better,
     budget=budget,
-    include_noisy=include_noisy,
-    variants=chosen_variants,
+    include_noisy=kept["noisy"],
+    variants=kept["variants"],
     hardware_class=hardware,
 )
 in_class = int((entries["hardware_class"] == hardware).sum())
 summary = f"{len(ranked)} of {in_class} entries on {hardware}"
 if budget != Budget():
     summary += " within the budget"
-st.markdown(f"**{summary}**")
+active = []
+if set(kept["variants"]) != set(variant_options):
+    active.append("variants " + ", ".join(kept["variants"]) if kept["variants"] else "no variant")
+if not kept["noisy"]:
+    active.append("noisy runs hidden")
+if kept["macs_m"] is not None:
+    active.append(f"MACs ≤ {kept['macs_m']:g} M")
+if kept["latency_ms"] is not None:
+    active.append(f"latency ≤ {kept['latency_ms']:.3f} ms")
+if kept["bytes_mib"] is not None:
+    active.append(f"size ≤ {kept['bytes_mib']:g} MiB")
+st.markdown(f"**{summary}**" + (f" ({'; '.join(active)})" if active else ""))
 
 if ranked.empty:
     st.warning("No entry meets these filters. Widen the budget or show noisy runs.")
 else:
-    shown, config = common.run_table(
+    columns = common.run_columns(
         ranked, card, leading=["rank", "submission", "variant"], trailing=["finished_at", "hardware_class", "run_id"]
     )
-    st.container(key="standings_table").dataframe(shown, column_config=config, hide_index=True, width="stretch")
+    standings_table(table_data(ranked, columns, common.macs_help(card)), key="standings_table")
     if ranked["noisy"].fillna(False).any():
         st.caption("noisy: the latency of that run varied beyond the protocol's limits; see its submission page.")

@@ -1,0 +1,110 @@
+"""The standings table: a light Streamlit component (`st.components.v2`, no iframe) instead of `st.dataframe`.
+
+Why: the standings page is a reader's first view, and on the 2-vCPU benchmark machine Streamlit's data grid cost
+about 0.5 s of browser work per new session (its chunk, its canvas), a quarter of the 2 s target
+(docs/BENCHMARKS.md, "Leaderboard speed"). Python does everything that decides what a reader sees (ranking,
+filters, budgets, number formats); `table.js` only draws the rows, sorts them by a clicked column (by the raw
+values, over all rows) and shows them a hundred at a time. The other pages keep `st.dataframe`.
+
+The component's data is JSON: `columns` (name, label, help, numeric), `values` (raw, what sorting compares and what
+tests read) and `text` (formatted, what the reader sees), row by row in rank order.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+_COMPONENT = st.components.v2.component(
+    "harness_standings_table",
+    js=Path(__file__).with_name("table.js").read_text(),
+    css=Path(__file__).with_name("table.css").read_text(),
+)
+
+
+def compact(value: float) -> str:
+    """1234 → 1.23K, 3100000 → 3.1M: three significant digits, as the data grid's "compact" format."""
+    for threshold, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= threshold:
+            return f"{value / threshold:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def binary_bytes(value: float) -> str:
+    """Bytes in binary units: 712.0 KiB, 1.40 MiB."""
+    for threshold, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if value >= threshold:
+            return f"{value / threshold:.2f} {suffix}"
+    return f"{value:.0f} B"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+
+
+def _formats(metrics: list[str], macs_help: str) -> dict[str, tuple[str, str, Any]]:
+    """Column name → (label, help, formatter of a present value)."""
+    four = "{:.4f}".format
+    formats: dict[str, tuple[str, str, Any]] = {
+        "rank": ("#", "", str),
+        "submission": ("submission", "", str),
+        "variant": ("variant", "", str),
+        "params": ("params", "Parameters of the model as built", compact),
+        "macs": ("MACs", macs_help, compact),
+        "bytes": ("bytes", "Size of the variant's weights, as the harness measured it", binary_bytes),
+        "latency_ms": ("latency ms", "The ranked figure: median of the repeat medians (device, model only)", four),
+        "p50_ms": ("p50 ms", "", four),
+        "p90_ms": ("p90 ms", "", four),
+        "noisy": ("noisy", "Latency flagged as noisy; see the submission page", lambda v: "noisy" if v else ""),
+        "hardware_class": ("hardware class", "Rankings compare only runs made on the same class of machine", str),
+        "finished_at": ("date", "When the run finished (UTC)", lambda v: pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")),
+        "run_id": ("run", "", str),
+    }
+    for name in metrics:
+        formats[name] = (name.removeprefix("metric:"), "", four)
+    return formats
+
+
+def _raw(value: Any) -> Any:
+    """A JSON value that sorts like the column: numbers as numbers, times as ISO text, missing as null."""
+    if _missing(value):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    return value
+
+
+def table_data(frame: pd.DataFrame, columns: list[str], macs_help: str) -> dict[str, Any]:
+    """What the component draws: the frame's `columns` in order, raw and formatted, rows in the frame's order."""
+    metrics = [c for c in columns if c.startswith("metric:")]
+    formats = _formats(metrics, macs_help)
+    specs, raw_columns, text_columns = [], [], []
+    for name in columns:
+        label, help_text, formatter = formats.get(name, (name, "", str))
+        raw = [_raw(v) for v in frame[name].tolist()]
+        specs.append(
+            {
+                "name": name,
+                "label": label,
+                "help": help_text,
+                "numeric": pd.api.types.is_numeric_dtype(frame[name]) and name != "noisy",
+            }
+        )
+        raw_columns.append(raw)
+        text_columns.append(["-" if v is None else formatter(v) for v in raw])
+    return {
+        "columns": specs,
+        "values": [list(row) for row in zip(*raw_columns, strict=True)] if columns else [],
+        "text": [list(row) for row in zip(*text_columns, strict=True)] if columns else [],
+    }
+
+
+def standings_table(data: dict[str, Any], key: str) -> None:
+    """Draw the table; `key` names the component (tests and the browser find the table by it)."""
+    _COMPONENT(data=data, key=key)
