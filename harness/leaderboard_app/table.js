@@ -4,7 +4,8 @@
 const PAGE_ROWS = 100;
 
 export default function (component) {
-  const { data, parentElement } = component;
+  const { parentElement } = component;
+  const data = decode(component.data);
   let root = parentElement.querySelector(".standings");
   if (!root) {
     root = document.createElement("div");
@@ -20,6 +21,12 @@ export default function (component) {
   }
   root.dataset.shown = String(PAGE_ROWS);
   draw(root, data);
+}
+
+// table.py sends UTF-8 JSON as bytes (Streamlit forwards bytes untouched); a plain object is taken as it is.
+function decode(data) {
+  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return JSON.parse(new TextDecoder().decode(data));
+  return typeof data === "string" ? JSON.parse(data) : data;
 }
 
 function order(data, column, direction) {
@@ -51,11 +58,20 @@ function draw(root, data) {
     if (spec.help) th.title = spec.help;
     if (spec.numeric) th.className = "number";
     th.setAttribute("aria-sort", i === column ? direction : "none");
-    th.addEventListener("click", () => {
+    th.tabIndex = 0; // sortable from the keyboard too
+    const sort = () => {
       const again = root.dataset.sortColumn === spec.name;
       root.dataset.sortColumn = spec.name;
       root.dataset.sortDirection = again && direction === "ascending" ? "descending" : "ascending";
       draw(root, data);
+      root.querySelector(`th[data-column="${CSS.escape(spec.name)}"]`)?.focus();
+    };
+    th.addEventListener("click", sort);
+    th.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        sort();
+      }
     });
     header.appendChild(th);
   });

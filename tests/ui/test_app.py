@@ -48,7 +48,7 @@ def _table(at: AppTest, key: str) -> pd.DataFrame:
     from the JSON that Streamlit sends to the browser."""
     element = at.get_by_key(key)
     if element.type == "bidi_component":
-        data = json.loads(element.proto.json)
+        data = json.loads(element.proto.bytes)
         assert element.proto.component_name == "harness_standings_table"
         assert len(data["text"]) == len(data["values"])
         return pd.DataFrame(data["values"], columns=[c["name"] for c in data["columns"]])
