@@ -68,8 +68,9 @@ def warm_up(url: str) -> WarmUp:
 
 def fill_app_caches(url: str, wait_s: float = 60.0) -> bool:
     """Once Streamlit's runtime exists, open the app's engine and read the busiest track's standings through
-    the app's own caches (`common.engine`, `common.track_versions`, `common.standings`), as the first page
-    view would. False when the runtime did not start within `wait_s` or there is no store yet."""
+    the app's own caches (`common.engine`, `common.track_versions`, `common.standings`, and the standings
+    page's default view, `common.standings_view`), as the first page view would. False when the runtime did not
+    start within `wait_s` or there is no store yet."""
     from streamlit import runtime
 
     deadline = time.monotonic() + wait_s
@@ -87,7 +88,11 @@ def fill_app_caches(url: str, wait_s: float = 60.0) -> bool:
         card = cards[ranking.busiest_track(common.track_versions(url), cards)]
     except queries.StoreMissing:
         return False
-    common.standings(url, card.name, card.version, ranking.macs_key(card), card.metrics)
+    entries = common.standings(url, card.name, card.version, ranking.macs_key(card), card.metrics)
+    # The standings page's default view: the class with the most entries, every variant, noisy runs shown.
+    hardware = next(iter(entries["hardware_class"].value_counts().index), None)
+    variants = tuple(sorted(entries["variant"].unique()))
+    common.standings_view(url, card, card.key, hardware, variants, True, ranking.Budget())
     return True
 
 

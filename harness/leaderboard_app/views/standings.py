@@ -8,8 +8,8 @@ first, and Streamlit loads a widget's or the data grid's code only when a page s
 import streamlit as st
 
 from harness.leaderboard_app import common
-from harness.leaderboard_app.ranking import Budget, rank
-from harness.leaderboard_app.table import standings_table, table_data
+from harness.leaderboard_app.ranking import Budget
+from harness.leaderboard_app.table import standings_table
 
 board = common.board()
 card = board.card
@@ -81,16 +81,11 @@ budget = Budget(
     max_latency_ms=kept["latency_ms"],
     max_bytes=kept["bytes_mib"] * 2**20 if kept["bytes_mib"] is not None else None,
 )
-ranked = rank(
-    entries,
-    card.higher_is_better,
-    budget=budget,
-    include_noisy=kept["noisy"],
-    variants=kept["variants"],
-    hardware_class=hardware,
+shown, any_noisy, table = common.standings_view(
+    board.url, card, card.key, hardware, tuple(kept["variants"]), kept["noisy"], budget
 )
 in_class = int((entries["hardware_class"] == hardware).sum())
-summary = f"{len(ranked)} of {in_class} entries on {hardware}"
+summary = f"{shown} of {in_class} entries on {hardware}"
 if budget != Budget():
     summary += " within the budget"
 active = []
@@ -106,12 +101,9 @@ if kept["bytes_mib"] is not None:
     active.append(f"size ≤ {kept['bytes_mib']:g} MiB")
 st.markdown(f"**{summary}**" + (f" ({'; '.join(active)})" if active else ""))
 
-if ranked.empty:
+if not shown:
     st.warning("No entry meets these filters. Widen the budget or show noisy runs.")
 else:
-    columns = common.run_columns(
-        ranked, card, leading=["rank", "submission", "variant"], trailing=["finished_at", "hardware_class", "run_id"]
-    )
-    standings_table(table_data(ranked, columns, common.macs_help(card)), key="standings_table")
-    if ranked["noisy"].fillna(False).any():
+    standings_table(table, key="standings_table")
+    if any_noisy:
         st.caption("noisy: the latency of that run varied beyond the protocol's limits; see its submission page.")
