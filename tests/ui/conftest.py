@@ -10,11 +10,13 @@ breaks on full batches (failed runs with a log
 tail). A failing submission is seeded in both cases.
 
 Seeding takes minutes on a busy machine. For work on the UI, set HARNESS_TEST_SEED_DIR to a folder: the seeded
-store is kept there and reused by later sessions (delete the folder to seed again).
+store is kept there, in a subfolder per store schema, and reused by later sessions (delete the folder to seed
+again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -142,12 +144,22 @@ def _submit(folder: Path, env: dict[str, str]) -> list[str]:
 SEED_DIR_ENV = "HARNESS_TEST_SEED_DIR"  # opt-in: keep the seeded store in this folder and reuse it next session
 
 
+def _schema_digest() -> str:
+    """A hash of what shapes the store's tables: the models and the migrations."""
+    digest = hashlib.sha256()
+    store_dir = ROOT / "harness" / "store"
+    for path in [store_dir / "models.py", *sorted((store_dir / "migrations" / "versions").glob("*.py"))]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 @pytest.fixture(scope="session")
 def seeded_store(
     session_home: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> SeededStore:
     kept = os.environ.get(SEED_DIR_ENV)
-    root = Path(kept) if kept else tmp_path_factory.mktemp("leaderboard-seed")
+    # A kept store is reused only by code of the same store schema: each schema seeds its own subfolder.
+    root = Path(kept) / f"schema-{_schema_digest()}" if kept else tmp_path_factory.mktemp("leaderboard-seed")
     record = root / "seed.json"
     if kept and record.exists():
         data = json.loads(record.read_text())
