@@ -11,9 +11,11 @@ import streamlit as st
 
 from harness.config import db_url
 from harness.leaderboard_app import ranking
+from harness.leaderboard_app.table import COLUMN_HELP
 from harness.store import queries
 from harness.tracks.base import TrackCard, all_cards
 
+HARDWARE_HELP = COLUMN_HELP["hardware_class"]
 CACHE_TTL_S = 30  # results appear on the board at most this long after `harness evaluate` stores them
 
 
@@ -50,7 +52,7 @@ def standings_view(
     noisy, the table's bytes). Cached per setting, so a new session with the default filters neither ranks nor
     formats the entries again (75 ms of the server's 130 ms for 1,500 entries). `card_key` names the card in
     the cache key (`_card` itself is not hashed)."""
-    from harness.leaderboard_app.table import table_data  # registers the component: only inside a page run
+    from harness.leaderboard_app.table import table_data
 
     entries = standings(url, _card.name, _card.version, ranking.macs_key(_card), _card.metrics)
     ranked = ranking.rank(
@@ -201,16 +203,14 @@ def run_table(
         "rank": st.column_config.NumberColumn("#", format="%d", width="small"),
         "submission": st.column_config.TextColumn("submission"),
         "variant": st.column_config.TextColumn("variant"),
-        "params": st.column_config.NumberColumn("params", format="compact"),
+        "params": st.column_config.NumberColumn("params", format="compact", help=COLUMN_HELP["params"]),
         "macs": st.column_config.NumberColumn("MACs", format="compact", help=macs_help(card)),
-        "bytes": st.column_config.NumberColumn("bytes", format="bytes"),
-        "latency_ms": st.column_config.NumberColumn(
-            "latency ms", format="%.4f", help="The ranked figure: median of the repeat medians (device, model only)"
-        ),
+        "bytes": st.column_config.NumberColumn("bytes", format="bytes", help=COLUMN_HELP["bytes"]),
+        "latency_ms": st.column_config.NumberColumn("latency ms", format="%.4f", help=COLUMN_HELP["latency_ms"]),
         "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.4f"),
         "p90_ms": st.column_config.NumberColumn("p90 ms", format="%.4f"),
-        "noisy": st.column_config.CheckboxColumn("noisy", help="Latency flagged as noisy; see the submission page"),
-        "hardware_class": st.column_config.TextColumn("hardware class"),
+        "noisy": st.column_config.CheckboxColumn("noisy", help=COLUMN_HELP["noisy"]),
+        "hardware_class": st.column_config.TextColumn("hardware class", help=COLUMN_HELP["hardware_class"]),
         "finished_at": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm"),
         "run_id": st.column_config.NumberColumn("run", format="%d"),
         "status": st.column_config.TextColumn("status"),
@@ -251,11 +251,8 @@ def keep_choice(key: str, options: list[Any], default: Any) -> None:
 
 def hardware_picker(frame: pd.DataFrame, key: str) -> str | None:
     """One hardware class to rank within (the one with the most entries first); None when there is none."""
-    counts = frame["hardware_class"].value_counts()
-    if counts.empty:
+    options = ranking.hardware_classes(frame)
+    if not options:
         return None
-    options = list(counts.index)
     keep_choice(key, options, options[0])
-    return st.selectbox(
-        "Hardware class", options, key=key, help="Rankings compare only runs made on the same class of machine."
-    )
+    return st.selectbox("Hardware class", options, key=key, help=HARDWARE_HELP)

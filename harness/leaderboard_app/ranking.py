@@ -121,6 +121,16 @@ def best_over_time(frame: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
     return ok.assign(best_so_far=best, record=record)
 
 
+def hardware_classes(frame: pd.DataFrame) -> list[str]:
+    """The hardware classes of a run frame, the one with the most entries first (the pages' default)."""
+    return list(frame["hardware_class"].value_counts().index)
+
+
+def variants(frame: pd.DataFrame) -> list[str]:
+    """The variants of a run frame, sorted (all of them chosen by default)."""
+    return sorted(frame["variant"].unique())
+
+
 def metric_columns(frame: pd.DataFrame, names: list[str] | tuple[str, ...]) -> list[str]:
     """The `metric:<name>` columns present in a frame, in the track card's order, then any others."""
     present = [c for c in frame.columns if c.startswith(METRIC_PREFIX)]

@@ -90,9 +90,8 @@ def fill_app_caches(url: str, wait_s: float = 60.0) -> bool:
         return False
     entries = common.standings(url, card.name, card.version, ranking.macs_key(card), card.metrics)
     # The standings page's default view: the class with the most entries, every variant, noisy runs shown.
-    hardware = next(iter(entries["hardware_class"].value_counts().index), None)
-    variants = tuple(sorted(entries["variant"].unique()))
-    common.standings_view(url, card, card.key, hardware, variants, True, ranking.Budget())
+    hardware = next(iter(ranking.hardware_classes(entries)), None)
+    common.standings_view(url, card, card.key, hardware, tuple(ranking.variants(entries)), True, ranking.Budget())
     return True
 
 

@@ -26,6 +26,17 @@ _COMPONENT = st.components.v2.component(
 )
 
 
+# Help texts of the run columns, shared with `common.run_table` (the other pages' `st.dataframe`).
+COLUMN_HELP = {
+    "params": "Parameters of the model as built",
+    "bytes": "Size of the variant's weights, as the harness measured it",
+    "latency_ms": "The ranked figure: median of the repeat medians (device, model only)",
+    "noisy": "Latency flagged as noisy; see the submission page",
+    "hardware_class": "Rankings compare only runs made on the same class of machine.",
+    "finished_at": "When the run finished (UTC)",
+}
+
+
 def compact(value: float) -> str:
     """1234 → 1.23K, 3100000 → 3.1M: three significant digits, as the data grid's "compact" format."""
     for threshold, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
@@ -49,15 +60,15 @@ def _formats(metrics: list[str], macs_help: str) -> dict[str, tuple[str, str, An
         "rank": ("#", "", str),
         "submission": ("submission", "", str),
         "variant": ("variant", "", str),
-        "params": ("params", "Parameters of the model as built", compact),
+        "params": ("params", COLUMN_HELP["params"], compact),
         "macs": ("MACs", macs_help, compact),
-        "bytes": ("bytes", "Size of the variant's weights, as the harness measured it", binary_bytes),
-        "latency_ms": ("latency ms", "The ranked figure: median of the repeat medians (device, model only)", four),
+        "bytes": ("bytes", COLUMN_HELP["bytes"], binary_bytes),
+        "latency_ms": ("latency ms", COLUMN_HELP["latency_ms"], four),
         "p50_ms": ("p50 ms", "", four),
         "p90_ms": ("p90 ms", "", four),
-        "noisy": ("noisy", "Latency flagged as noisy; see the submission page", lambda v: "noisy" if v else ""),
-        "hardware_class": ("hardware class", "Rankings compare only runs made on the same class of machine", str),
-        "finished_at": ("date", "When the run finished (UTC)", lambda v: v[:16].replace("T", " ")),
+        "noisy": ("noisy", COLUMN_HELP["noisy"], lambda v: "noisy" if v else ""),
+        "hardware_class": ("hardware class", COLUMN_HELP["hardware_class"], str),
+        "finished_at": ("date", COLUMN_HELP["finished_at"], lambda v: v[:16].replace("T", " ")),
         "run_id": ("run", "", str),
     }
     for name in metrics:

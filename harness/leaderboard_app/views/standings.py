@@ -7,7 +7,7 @@ first, and Streamlit loads a widget's or the data grid's code only when a page s
 
 import streamlit as st
 
-from harness.leaderboard_app import common
+from harness.leaderboard_app import common, ranking
 from harness.leaderboard_app.ranking import Budget
 from harness.leaderboard_app.table import standings_table
 
@@ -21,8 +21,8 @@ st.caption(
 )
 
 entries = common.standings(board.url, card.name, card.version, board.macs_key, card.metrics)
-hardware_options = list(entries["hardware_class"].value_counts().index)  # the class with the most entries first
-variant_options = sorted(entries["variant"].unique())
+hardware_options = ranking.hardware_classes(entries)  # the class with the most entries first
+variant_options = ranking.variants(entries)
 
 # What the filters are set to, kept across runs that do not draw their widgets (Streamlit drops a widget's state
 # in a run that does not draw it). Choices no longer offered (another track, a new store) fall back.
@@ -50,7 +50,7 @@ if st.session_state.get("standings_filters_open", False):
             hardware_options,
             index=hardware_options.index(kept["hardware"]) if kept["hardware"] in hardware_options else None,
             key="standings_hardware",
-            help="Rankings compare only runs made on the same class of machine.",
+            help=common.HARDWARE_HELP,
         )
     with top[1]:
         kept["variants"] = st.multiselect(
