@@ -86,7 +86,8 @@ def _raw(series: pd.Series) -> list[Any]:
 def table_data(frame: pd.DataFrame, columns: list[str], macs_help: str) -> bytes:
     """What the component draws, as UTF-8 JSON: the frame's `columns` in order, raw and formatted, rows in the
     frame's order. Bytes, because Streamlit forwards them as they are: a dict would be walked value by value
-    (looking for dataframes to send as Arrow) and serialised twice, 55 ms for 1,500 rows."""
+    (looking for dataframes to send as Arrow) and serialised twice (docs/BENCHMARKS.md: 168-199 → 128-151 ms of
+    the standings page script for 1,500 rows)."""
     metrics = [c for c in columns if c.startswith("metric:")]
     formats = _formats(metrics, macs_help)
     specs, raw_columns, text_columns = [], [], []
