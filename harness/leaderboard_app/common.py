@@ -11,6 +11,7 @@ import streamlit as st
 
 from harness.config import db_url
 from harness.leaderboard_app import ranking
+from harness.leaderboard_app.picker import picker
 from harness.leaderboard_app.table import COLUMN_HELP, table_data
 from harness.store import queries
 from harness.tracks.base import TrackCard, all_cards
@@ -119,9 +120,9 @@ def sidebar() -> None:
     wanted = st.query_params.get("track") if "track" not in st.session_state else None
     if st.session_state.get("track") not in cards:
         keep_choice("track", names, wanted if wanted in cards else _busiest_track(cards))
-    st.sidebar.selectbox(
-        "Track", names, key="track", format_func=lambda name: f"{cards[name].title} ({cards[name].key})"
-    )
+    with st.sidebar:
+        labels = {name: f"{cards[name].title} ({cards[name].key})" for name in names}
+        st.session_state["track"] = picker("Track", labels, st.session_state["track"], key="track_picker")
     if st.sidebar.button("Refresh", help=f"Results are cached for {CACHE_TTL_S} s; this reads the store again."):
         st.cache_data.clear()
     st.sidebar.caption(f"Store: `{queries.store_label(db_url())}` (read-only)")

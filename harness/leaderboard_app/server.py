@@ -42,7 +42,7 @@ def warm_up(url: str) -> WarmUp:
     import streamlit  # noqa: F401
     from streamlit import dataframe_util
 
-    from harness.leaderboard_app import charts, ranking, table  # noqa: F401
+    from harness.leaderboard_app import charts, picker, ranking, table  # noqa: F401
     from harness.store import queries
     from harness.tracks.base import all_cards
 

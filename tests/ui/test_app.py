@@ -36,8 +36,8 @@ def _db(seeded) -> sqlite3.Connection:
     return sqlite3.connect(seeded.url.removeprefix("sqlite:///"))
 
 
-def _cli_standings(seeded) -> list[dict]:
-    result = run_cli("leaderboard", "--track", "classification", "--json", env=seeded.env)
+def _cli_standings(seeded, track: str = "classification") -> list[dict]:
+    result = run_cli("leaderboard", "--track", track, "--json", env=seeded.env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -95,6 +95,65 @@ def test_standings_rank_like_the_cli(leaderboard_env):
         assert row.macs == stored["macs"]["32x32"] and row.params == stored["params"] and row.bytes == stored["bytes"]
         assert row.p90_ms == pytest.approx(stored["latency"]["p90_ms"])
     assert leaderboard_env.failing not in set(table["submission"]), "a failed run must never be ranked"
+
+
+def _picker(at: AppTest) -> dict:
+    """What the sidebar's track picker offers and shows: its component data (label, options, value)."""
+    element = at.get_by_key("track_picker")
+    assert element.type == "bidi_component" and element.proto.component_name == "harness_picker"
+    return json.loads(element.proto.json)
+
+
+def _tables(at: AppTest) -> list:
+    """The standings tables the page drew (the sidebar's track picker is a component too, but no table)."""
+    return [e for e in at.get("bidi_component") if e.proto.component_name == "harness_standings_table"]
+
+
+def _pick_track(at: AppTest, track: str) -> AppTest:
+    """Choose a track in the sidebar as the reader's browser does: the picker's state value, then a rerun."""
+    at.session_state["track_picker"] = {"value": track}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_track_picker_switches_the_track_on_every_page(leaderboard_env):
+    at = open_app()
+    offered = _picker(at)
+    assert offered["label"] == "Track"
+    assert [name for name, _ in offered["options"]] == ["classification", "small-object", "text-detection"]
+    assert offered["value"] == "classification", "the busiest track is shown first"
+    for track in ("small-object", "text-detection"):
+        card = get_card(track)
+        _pick_track(at, track)
+        assert at.title[0].value == card.title and _picker(at)["value"] == track
+        expected = _cli_standings(leaderboard_env, track)
+        assert expected, f"the seed produced no ok run of {track}"
+        hardware = _open_filters(at).selectbox(key="standings_hardware").value
+        want = [(r["rank"], r["submission"], r["run_id"]) for r in expected if r["hardware_class"] == hardware]
+        table = _table(at, "standings_table")
+        assert list(zip(table["rank"], table["submission"], table["run_id"], strict=True)) == want
+        assert {f"metric:{name}" for name in card.metrics} <= set(table)
+    # The choice is kept when the reader moves to another page, and the picker still shows it there.
+    at.switch_page("views/pareto.py").run()
+    assert not at.exception and f"Track {get_card('text-detection').key}" in at.caption[0].value
+    assert _picker(at)["value"] == "text-detection"
+    # A choice no longer offered (a track retired since the reader picked it) keeps the track shown.
+    _pick_track(at, "retired-track")
+    assert _picker(at)["value"] == "text-detection"
+
+
+def test_track_from_the_link(leaderboard_env):
+    """`?track=NAME` opens that track (a link someone shared); an unknown name opens the busiest one."""
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT_S)
+    at.query_params["track"] = "small-object"
+    at.run()
+    assert not at.exception and at.title[0].value == get_card("small-object").title
+    assert _picker(at)["value"] == "small-object"
+    at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT_S)
+    at.query_params["track"] = "no-such-track"
+    at.run()
+    assert not at.exception and _picker(at)["value"] == "classification"
 
 
 def test_budgets_and_filters_rerank(leaderboard_env):
@@ -276,7 +335,7 @@ def test_empty_store_shows_the_commands_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_DB_URL", f"sqlite:///{missing}")
     for page in (None, "pareto", "submission", "compare", "history"):
         at = open_app(page)
-        assert not at.dataframe and not at.get("vega_lite_chart") and not at.get("bidi_component")
+        assert not at.dataframe and not at.get("vega_lite_chart") and not _tables(at)
         assert any("no store yet" in i.value.lower() for i in at.info)
         assert "harness evaluate --track classification" in at.code[0].value
     assert not missing.exists(), "the leaderboard must never create a store"
@@ -289,7 +348,7 @@ def test_store_without_runs_shows_the_commands_to_run(tmp_path, monkeypatch):
     Store(url).engine.dispose()  # created and migrated by the harness, as `harness submit` would
     monkeypatch.setenv("HARNESS_DB_URL", url)
     at = open_app()
-    assert not at.dataframe and not at.get("bidi_component")
+    assert not at.dataframe and not _tables(at)
     assert any("holds no runs yet" in i.value for i in at.info)
     assert "harness submit ./my_model" in at.code[0].value
 
@@ -307,7 +366,7 @@ def test_runs_of_another_track_version_are_never_ranked(leaderboard_env, tmp_pat
     assert get_card("classification").version == current + 1
     for page in (None, "pareto", "history"):
         at = open_app(page)
-        assert not at.dataframe and not at.get("vega_lite_chart") and not at.get("bidi_component")
+        assert not at.dataframe and not at.get("vega_lite_chart") and not _tables(at)
         (info,) = at.info
         assert f"no finished run of classification@v{current + 1}" in info.value
         assert f"(v{current})" in info.value and "never ranked with the current one" in info.value

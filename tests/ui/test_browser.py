@@ -139,12 +139,17 @@ def _rows(page, table: int = 0) -> int:
     return grid.locator('[data-testid^="glide-cell-0-"]').count()
 
 
-def test_every_page_renders_in_chromium(seeded_store, browser):
-    standings = json.loads(run_cli("leaderboard", "--track", "classification", "--json", env=seeded_store.env).stdout)
+def _ranked(seeded_store, track: str) -> list[dict]:
+    """The CLI's standings of `track` on the hardware class with the most entries (the one the page shows)."""
+    standings = json.loads(run_cli("leaderboard", "--track", track, "--json", env=seeded_store.env).stdout)
     hardware = max(
         {r["hardware_class"] for r in standings}, key=lambda h: sum(r["hardware_class"] == h for r in standings)
     )
-    ranked = [r for r in standings if r["hardware_class"] == hardware]
+    return [r for r in standings if r["hardware_class"] == hardware]
+
+
+def test_every_page_renders_in_chromium(seeded_store, browser):
+    ranked = _ranked(seeded_store, "classification")
     # Tall: Streamlit scrolls inside its main block, so a full-page screenshot holds one viewport only.
     page = browser.new_page(viewport={"width": 1500, "height": 2400})
     with served(seeded_store.url, seeded_store.env) as base:
@@ -206,6 +211,24 @@ def test_every_page_renders_in_chromium(seeded_store, browser):
         expander.locator("summary").click()
         page.wait_for_selector('[data-testid="stExpander"] [data-testid="stCode"]', timeout=RENDER_TIMEOUT_MS)
         page.screenshot(path=str(ARTIFACTS / "submission-failed.png"), full_page=True)
+        # The sidebar's track picker (a native select): another track's standings, ranked as the CLI ranks them,
+        # and the choice kept on the next page.
+        detection = _ranked(seeded_store, "small-object")
+        page.goto(base)
+        page.wait_for_selector(STANDINGS_DRAWN, state="attached", timeout=RENDER_TIMEOUT_MS)
+        track = page.get_by_label("Track")
+        assert track.input_value() == "classification"
+        track.select_option("small-object")
+        page.wait_for_selector("h1:has-text('Small-object detection')", timeout=RENDER_TIMEOUT_MS)
+        _wait_idle(page)
+        assert _standings_column(page, 1) == [r["submission"] for r in detection]
+        assert _standings_column(page, 0) == [str(r["rank"]) for r in detection]
+        assert track.input_value() == "small-object"
+        page.screenshot(path=str(ARTIFACTS / "standings-small-object.png"), full_page=True)
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Pareto fronts").click()
+        page.wait_for_selector("text=Track small-object@v1", timeout=RENDER_TIMEOUT_MS)
+        page.wait_for_selector(CHART_MARKS, state="attached", timeout=RENDER_TIMEOUT_MS)
+        assert page.get_by_label("Track").input_value() == "small-object"
     page.close()
 
 
