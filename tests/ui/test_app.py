@@ -56,6 +56,11 @@ def _table(at: AppTest, key: str) -> pd.DataFrame:
     return table.value
 
 
+def _tables(at: AppTest) -> list:
+    """The standings tables the page drew (the sidebar's track picker is a component too, but no table)."""
+    return [e for e in at.get("bidi_component") if e.proto.component_name == "harness_standings_table"]
+
+
 def _open_filters(at: AppTest) -> AppTest:
     """The standings page's filters sit behind a button: open them as a reader would."""
     if not at.get("number_input"):
@@ -102,11 +107,6 @@ def _picker(at: AppTest) -> dict:
     element = at.get_by_key("track_picker")
     assert element.type == "bidi_component" and element.proto.component_name == "harness_picker"
     return json.loads(element.proto.json)
-
-
-def _tables(at: AppTest) -> list:
-    """The standings tables the page drew (the sidebar's track picker is a component too, but no table)."""
-    return [e for e in at.get("bidi_component") if e.proto.component_name == "harness_standings_table"]
 
 
 def _pick_track(at: AppTest, track: str) -> AppTest:
