@@ -1,8 +1,9 @@
-"""A store seeded ONCE per test session by the real flow (`harness submit` + `harness evaluate --track
-classification`), for the leaderboard's AppTest and browser tests.
+"""A store seeded ONCE per test session by the real flow (`harness submit` + `harness evaluate`), for the
+leaderboard's AppTest and browser tests.
 
 The reference submissions in `submissions/` are used when they are present: a copy of the session's reference
-store (tests/conftest.py, `reference_store`), where they were submitted and evaluated as fp32 and channels-last.
+store (tests/conftest.py, `reference_store`), where they were submitted and evaluated on all three tracks (the
+classifiers as fp32 and channels-last).
 Where they are not yet, the seed is a small real project with four entry points: two nearest-centroid
 classifiers whose centroids are computed here from the digits TRAIN split (so they score well above chance on
 the test split), an untrained CNN (many more MACs, chance accuracy: a dominated entry), and a classifier that
