@@ -71,6 +71,14 @@ def standings_view(
 _TRAILING = ["finished_at", "hardware_class", "run_id"]
 
 
+def standings_defaults(entries: pd.DataFrame) -> tuple[str | None, tuple[str, ...], bool, ranking.Budget]:
+    """The standings page's filters before a reader sets any, as `standings_view` takes them: the hardware class
+    with the most entries, every variant, noisy runs shown, no budget. One definition for the page and for the
+    view `harness serve` fills at start."""
+    classes = ranking.hardware_classes(entries)
+    return (classes[0] if classes else None), tuple(ranking.variants(entries)), True, ranking.Budget()
+
+
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
 def runs(
     url: str,
@@ -195,8 +203,8 @@ def run_table(
     frame: pd.DataFrame, card: TrackCard, leading: list[str], trailing: list[str]
 ) -> tuple[pd.DataFrame, dict]:
     """A run frame cut down to the columns a reader compares, with labels and number formats."""
-    metrics = ranking.metric_columns(frame, card.metrics)
     columns = run_columns(frame, card, leading, trailing)
+    metrics = [c for c in columns if c.startswith(queries.METRIC_PREFIX)]
     shown = frame[columns].copy()
     config: dict[str, Any] = {
         "rank": st.column_config.NumberColumn("#", format="%d", width="small"),

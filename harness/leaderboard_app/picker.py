@@ -38,7 +38,6 @@ def picker(label: str, options: dict[str, str], value: str, key: str) -> str:
     _COMPONENT(
         data={"label": label, "options": [[name, text] for name, text in options.items()], "value": current},
         key=key,
-        default={"value": current},
         on_value_change=_rerun_only,
     )
     return current

@@ -89,9 +89,7 @@ def fill_app_caches(url: str, wait_s: float = 60.0) -> bool:
     except queries.StoreMissing:
         return False
     entries = common.standings(url, card.name, card.version, ranking.macs_key(card), card.metrics)
-    # The standings page's default view: the class with the most entries, every variant, noisy runs shown.
-    hardware = next(iter(ranking.hardware_classes(entries)), None)
-    common.standings_view(url, card, card.key, hardware, tuple(ranking.variants(entries)), True, ranking.Budget())
+    common.standings_view(url, card, card.key, *common.standings_defaults(entries))  # the page's default view
     return True
 
 

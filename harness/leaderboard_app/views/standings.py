@@ -27,13 +27,14 @@ variant_options = ranking.variants(entries)
 # What the filters are set to, kept across runs that do not draw their widgets (Streamlit drops a widget's state
 # in a run that does not draw it). Choices no longer offered (another track, a new store) fall back.
 kept = st.session_state.setdefault("standings_kept", {})
+default_hardware, default_variants, default_noisy, _ = common.standings_defaults(entries)
 if kept.get("hardware") not in hardware_options:
-    kept["hardware"] = hardware_options[0] if hardware_options else None
+    kept["hardware"] = default_hardware
 if kept.get("variants") is None or not set(kept["variants"]) <= set(variant_options):
-    kept["variants"] = variant_options
-kept.setdefault("noisy", True)
+    kept["variants"] = list(default_variants)
+kept.setdefault("noisy", default_noisy)
 for name in ("macs_m", "latency_ms", "bytes_mib"):
-    kept.setdefault(name, None)
+    kept.setdefault(name, None)  # no budget
 
 
 def _toggle_filters() -> None:
