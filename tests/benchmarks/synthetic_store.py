@@ -164,17 +164,20 @@ ROOT = Path(__file__).resolve().parents[2]
 SUBMISSIONS = 1000
 
 
+def schema_digest(salt: bytes = b"", first: tuple[Path, ...] = ()) -> str:
+    """A hash of what shapes a store file: `salt`, the files `first` (e.g. a builder), the models, the
+    migrations. Kept stores (this synthetic one, the UI tests' seed) are named by it, so a schema change
+    builds them again."""
+    digest = hashlib.sha256(salt)
+    store_dir = ROOT / "harness" / "store"
+    for path in [*first, store_dir / "models.py", *sorted((store_dir / "migrations" / "versions").glob("*.py"))]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _shaping_digest(submissions: int) -> str:
     """A hash of everything that shapes the store file: this builder, the models, the migrations."""
-    digest = hashlib.sha256(str(submissions).encode())
-    store_dir = ROOT / "harness" / "store"
-    for path in [
-        Path(__file__),
-        store_dir / "models.py",
-        *sorted((store_dir / "migrations" / "versions").glob("*.py")),
-    ]:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return schema_digest(str(submissions).encode(), (Path(__file__),))[:16]
 
 
 def synthetic_cache_dir(config: object) -> Path:

@@ -17,7 +17,6 @@ again).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -147,11 +146,9 @@ SEED_DIR_ENV = "HARNESS_TEST_SEED_DIR"  # opt-in: keep the seeded store in this 
 
 def _schema_digest() -> str:
     """A hash of what shapes the store's tables: the models and the migrations."""
-    digest = hashlib.sha256()
-    store_dir = ROOT / "harness" / "store"
-    for path in [store_dir / "models.py", *sorted((store_dir / "migrations" / "versions").glob("*.py"))]:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
+    from tests.benchmarks.synthetic_store import schema_digest
+
+    return schema_digest()[:12]
 
 
 @pytest.fixture(scope="session")
