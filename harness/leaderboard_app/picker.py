@@ -3,10 +3,10 @@
 
 Why: the sidebar is on every page, so its widgets are part of every reader's first view, and Streamlit fetches
 and runs a widget kind's code the first time a page shows it. On the 2-vCPU benchmark machine `st.selectbox`
-(or `st.radio`, `st.segmented_control`) in the sidebar cost 0.2-0.45 s of a new session's browser work; this
-picker runs on the component code that the standings table (`table.py`) loads anyway (docs/BENCHMARKS.md,
-"Leaderboard speed", session 5). A native select keeps the keyboard and screen-reader behaviour of the
-platform.
+(or `st.radio`, `st.segmented_control`) in the sidebar cost 0.35-0.55 s of a new tab, this picker nothing
+measurable: it runs on the component code that the standings table (`table.py`) loads anyway
+(`scripts/bench_first_view.py`; docs/BENCHMARKS.md, "Leaderboard speed", session 5). A native select keeps
+the keyboard and screen-reader behaviour of the platform.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The standings table: a light Streamlit component (`st.components.v2`, no iframe) instead of `st.dataframe`.
 
 Why: the standings page is a reader's first view, and on the 2-vCPU benchmark machine Streamlit's data grid cost
-about 0.5 s of browser work per new session (its chunk, its canvas), a quarter of the 2 s target
-(docs/BENCHMARKS.md, "Leaderboard speed"). Python does everything that decides what a reader sees (ranking,
+about 0.4 s of browser work per new tab (its chunk, its canvas; `scripts/bench_first_view.py`), a fifth of the
+2 s target (docs/BENCHMARKS.md, "Leaderboard speed"). Python does everything that decides what a reader sees (ranking,
 filters, budgets, number formats); `table.js` only draws the rows, sorts them by a clicked column (by the raw
 values, over all rows) and shows them a hundred at a time. The other pages keep `st.dataframe`.
 
