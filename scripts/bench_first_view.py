@@ -26,21 +26,18 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.leaderboard_app.server import SERVER_OPTIONS  # noqa: E402
 from tests.benchmarks.synthetic_store import cached_synthetic_store  # noqa: E402
-from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.ui.test_browser import CHROMIUM, CHROMIUM_ARGS, free_port, streamlit_flags, wait_healthy  # noqa: E402
 
 # (sidebar, main, order) per variant, read by PAGE from the environment.
 VARIANTS = {
@@ -124,37 +121,19 @@ else:
 """
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(name: str, script: Path, db_url: str, logs: Path) -> tuple[subprocess.Popen, str]:
-    port = _port()
+    port = free_port()
     env = {**os.environ, "HARNESS_DB_URL": db_url, "PYTHONPATH": str(ROOT)}
     if name == "app":
         cmd = [str(Path(sys.executable).parent / "harness"), "serve", "--port", str(port), "--db", db_url]
         cmd += ["--host", "127.0.0.1"]
     else:
         env.update(zip(("AB_SIDEBAR", "AB_MAIN", "AB_ORDER"), VARIANTS[name], strict=True))
-        flags = [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in SERVER_OPTIONS.items()]
         cmd = [sys.executable, "-m", "streamlit", "run", str(script), f"--server.port={port}"]
-        cmd += ["--server.address=127.0.0.1", *flags]
+        cmd += ["--server.address=127.0.0.1", *streamlit_flags()]
     with open(logs / f"{name}.log", "w") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_healthy(base: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        with contextlib.suppress(OSError):
-            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                return
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the server at {base} did not start")
-        time.sleep(0.3)
 
 
 def main() -> None:
@@ -177,8 +156,8 @@ def main() -> None:
     servers = {name: _start(name, script, store.url, work) for name in names}
     times: dict[str, dict[str, list[float]]] = {n: {"first_view": [], "new_tab": []} for n in names}
     try:
-        for proc, base in servers.values():
-            _wait_healthy(base, proc)
+        for name, (proc, base) in servers.items():
+            wait_healthy(base, proc, name, work / f"{name}.log")
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
             for name, (_, base) in servers.items():  # each server's first script run, outside the figures

@@ -56,16 +56,36 @@ PAGES = [
 ]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
+def wait_healthy(base: str, proc: subprocess.Popen, what: str, log: Path | None = None) -> None:
+    """Until the Streamlit server at `base` answers its health check; fails when `proc` exits (with its `log`)
+    or after START_TIMEOUT_S."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        assert proc.poll() is None, f"{what} exited: {log.read_text() if log else ''}"
+        with contextlib.suppress(OSError):
+            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        assert time.monotonic() < deadline, f"{what} did not answer in {START_TIMEOUT_S} s"
+        time.sleep(0.5)
+
+
+def streamlit_flags() -> list[str]:
+    """`harness serve`'s Streamlit options as `streamlit run` flags, for pages served without the app."""
+    from harness.leaderboard_app.server import SERVER_OPTIONS
+
+    return [f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in SERVER_OPTIONS.items()]
+
+
 @contextlib.contextmanager
 def served(db_url: str, env: dict[str, str]) -> Iterator[str]:
     """`harness serve` on a free loopback port, stopped (its whole process group) afterwards."""
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).parent / "harness"
     log = ARTIFACTS / f"serve-{port}.log"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -79,14 +99,7 @@ def served(db_url: str, env: dict[str, str]) -> Iterator[str]:
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, f"harness serve exited: {log.read_text()}"
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            assert time.monotonic() < deadline, f"harness serve did not answer in {START_TIMEOUT_S} s"
-            time.sleep(0.5)
+        wait_healthy(base, proc, "harness serve", log)
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -372,14 +385,10 @@ def test_page_interactive_on_a_large_store(synthetic_store, browser, session_hom
 def test_blank_streamlit_page_interactive_floor(browser, tmp_path):
     """The floor under the leaderboard's figures: a Streamlit page that shows one heading, served by the same
     Streamlit with the same options, timed like the leaderboard's first view and new-tab session."""
-    from harness.leaderboard_app.server import SERVER_OPTIONS
 
     script = tmp_path / "blank.py"
     script.write_text('import streamlit as st\n\nst.title("blank")\n')
-    port = _free_port()
-    flags = [
-        f"--{name}={str(value).lower() if isinstance(value, bool) else value}" for name, value in SERVER_OPTIONS.items()
-    ]
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -389,7 +398,7 @@ def test_blank_streamlit_page_interactive_floor(browser, tmp_path):
             str(script),
             f"--server.port={port}",
             "--server.address=127.0.0.1",
-            *flags,
+            *streamlit_flags(),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -398,13 +407,7 @@ def test_blank_streamlit_page_interactive_floor(browser, tmp_path):
     base = f"http://127.0.0.1:{port}"
     timings: dict[str, float] = {"load_average_before": os.getloadavg()[0]}
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            with contextlib.suppress(OSError):
-                if urllib.request.urlopen(f"{base}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            assert proc.poll() is None and time.monotonic() < deadline, "streamlit did not start"
-            time.sleep(0.5)
+        wait_healthy(base, proc, "streamlit run")
         context = browser.new_context(viewport={"width": 1500, "height": 1100})
         for name in ("first_view", "new_session_view"):
             tab = context.new_page()

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 
 from harness.leaderboard_app.server import warm_up
 from tests.conftest import run_cli
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.ui.test_browser import free_port
 
 
 def test_warm_up_reads_the_busiest_tracks_standings(leaderboard_env):
@@ -31,7 +25,7 @@ def test_warm_up_without_a_store_leaves_the_message_to_the_page(tmp_path):
 
 
 def test_serve_refuses_a_store_url_it_cannot_open(tmp_path):
-    result = run_cli("serve", "--port", str(_free_port()), "--db", "nosuchdialect://host/db", timeout=120)
+    result = run_cli("serve", "--port", str(free_port()), "--db", "nosuchdialect://host/db", timeout=120)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "cannot open the store at nosuchdialect://host/db" in output
