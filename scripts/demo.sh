@@ -3,7 +3,7 @@
 # the leaderboards. State goes to ./harness.db and ./.harness unless HARNESS_DB_URL / HARNESS_HOME say otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh leaderboard
+scripts/setup.sh demo
 harness=.venv/bin/harness
 for submission in submissions/*/; do
   [ -f "$submission/pyproject.toml" ] || continue

@@ -3,7 +3,7 @@
 # start the services, and run the whole test suite on CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh "dev,leaderboard,ray"
+scripts/setup.sh test
 scripts/services.sh
 set +e
 .venv/bin/python -m pytest -p no:cacheprovider -m "not heavy_benchmark" --durations=30 "$@"
