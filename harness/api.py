@@ -269,7 +269,7 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Run every queued (or named) submission of a track, per variant; score; store one Run each.
     `time_limit_s` overrides the track card's wall-time limit of one ingestion step."""
-    from harness.datasets import get_spec, materialize
+    from harness.datasets import get_spec, materialize, require_pinned
     from harness.measure.environment import fingerprint, hardware_class
     from harness.measure.latency import PROFILES
     from harness.runners import get_runner
@@ -308,6 +308,7 @@ def evaluate(
     # Built-in and plugin variants, and those the submissions register for themselves (checked at submit).
     check_variant_names(list(variants or []), also_allowed=[v for sub in todo for v in sub.variants])
     split = materialize(dataset_name, card.split, data_dir)
+    require_pinned(split)  # data that differs from the track's pin is never scored
     threads = threads or default_threads()
     env = runner_impl.environment(card, device, threads) if remote else fingerprint(device, threads)
     hw_class = hardware_class(env)
@@ -339,7 +340,7 @@ def evaluate(
             card.key,
             card.card_hash,
             hw_class,
-            split.hash,
+            split.digest,
             device,
             profile,
         ]
@@ -354,7 +355,7 @@ def evaluate(
             track_version=card.version,
             card_hash=card.card_hash,
             dataset=f"{dataset_name}/{card.split}",
-            dataset_hash=split.hash,
+            dataset_hash=split.digest,
             device=device,
             profile=profile,
             runner=runner_impl.name,
@@ -368,7 +369,9 @@ def evaluate(
             return None
         progress("run", {"submission": sub.name, "variant": variant, "run_id": run_id})
         if variant in ("int8-cpu", "tensorrt-int8") and calibration_dir is None:
-            calibration_dir = str(materialize(dataset_name, card.calibration_split, data_dir).inputs_dir)
+            calibration = materialize(dataset_name, card.calibration_split, data_dir)
+            require_pinned(calibration)
+            calibration_dir = str(calibration.inputs_dir)
         out_dir = harness_home() / "runs" / str(run_id)
         if out_dir.exists():
             shutil.rmtree(out_dir)

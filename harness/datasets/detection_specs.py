@@ -35,6 +35,7 @@ register(
         "synthetic small objects (4-32 px, 5 classes) on cluttered 512x512 backgrounds, generated from a seed",
         "harness.datasets.smallobj:write_split",
         ("train", "val", "test"),
+        renderers=("numpy", "pillow"),
     )
 )
 register(

@@ -1,4 +1,4 @@
-"""The text-detection track's default dataset: synthetic scene text rendered with a real TrueType font.
+"""The text-detection track's default dataset: synthetic scene text rendered from a shipped glyph atlas.
 
 Every sample is a pure function of (seed, split, index), so training can draw samples on the fly and the
 evaluation splits can be written to disk and rebuilt anywhere. A sample is a 640×480 RGB image of words on
@@ -8,12 +8,13 @@ a cluttered background (colour fields, noise, stripes, shapes, lines) and, for e
 varied size, colour, letter spacing, a small rotation (±15°) and a mild perspective. Illegible words —
 shorter than 8 px, or blurred beyond reading — are "don't care" (`###`), as in ICDAR.
 
-Font: Pillow's bundled FreeType font (Aileron Regular, via `ImageFont.load_default(size=...)`, Pillow ≥ 10.1)
-is the default, so the dataset depends on no system font. Pixels are reproducible for given NumPy (its
-PCG64 streams), Pillow (FreeType) and OpenCV versions — `tests/test_scenetext.py` pins a digest of one
-sample; PNG bytes also depend on the zlib that Pillow carries, so a dataset hash should be taken over
-decoded pixels and ground truth. `font="dejavu"` renders with Debian's DejaVu Sans
-(`fonts-dejavu-core`) instead, for training variety; the shipped splits never use it.
+Pixels depend on NumPy alone (its PCG64 streams and IEEE arithmetic): glyphs come from a shipped atlas
+(`assets/glyphs_aileron.npz`: Pillow's bundled Aileron Regular, 7-72 px, rendered once by
+`scripts/build_glyph_atlas.py`), and the warps, resizes, blurs and shapes are `harness.datasets.raster`'s.
+Version 1 drew with OpenCV and FreeType at run time, and its pixels changed with their releases. The
+shipped splits' content digests are pinned in the text-detection track card (`harness datasets verify`).
+`font="dejavu"` renders with Debian's DejaVu Sans through FreeType instead (`fonts-dejavu-core`), for
+training variety only; the shipped splits never use it.
 
 Layout of a written split (shared with the harness core):
 
@@ -32,13 +33,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
+from harness.datasets import raster
 from harness.errors import DatasetError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SEED = 20150613
 IMAGE_WIDTH, IMAGE_HEIGHT = 640, 480
 SPLITS: dict[str, int] = {"train": 100_000, "val": 50, "test": 200}
@@ -48,7 +48,8 @@ on a 2-core CPU in about a minute."""
 DONT_CARE = "###"
 LEGIBLE_MIN_HEIGHT = 8.0
 """Words shorter than this (pixels, measured along the word's sides) are don't care."""
-FONTS = ("pillow", "dejavu")
+FONTS = ("aileron", "dejavu")
+ATLAS_PATH = Path(__file__).with_name("assets") / "glyphs_aileron.npz"
 DEJAVU_PATH = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -91,35 +92,74 @@ def _check_split(split: str) -> None:
         raise DatasetError(f"unknown scene-text split {split!r}", f"use one of {sorted(_SPLIT_CODES)}")
 
 
+@dataclass(frozen=True)
+class _FontSize:
+    ascent: int
+    descent: int
+    space: int  # advance of a space
+
+
+@functools.cache
+def _atlas() -> dict[str, np.ndarray]:
+    try:
+        with np.load(ATLAS_PATH) as data:
+            return {key: data[key] for key in data.files}
+    except OSError as exc:
+        raise DatasetError(f"{ATLAS_PATH}: the glyph atlas cannot be read ({exc})", "reinstall the harness") from exc
+
+
+def _dejavu(size: int):
+    from PIL import ImageFont
+
+    if not DEJAVU_PATH.is_file():
+        raise DatasetError(f"font {DEJAVU_PATH} not found", "apt-get install fonts-dejavu-core, or use font='aileron'")
+    return ImageFont.truetype(str(DEJAVU_PATH), size=size, layout_engine=ImageFont.Layout.BASIC)
+
+
+def _check_font(name: str) -> None:
+    if name not in FONTS:
+        raise DatasetError(f"unknown font {name!r}", f"use one of {FONTS}")
+
+
 @functools.lru_cache(maxsize=256)
-def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
-    if name == "pillow":
-        try:
-            font = ImageFont.load_default(size=size)
-        except TypeError as exc:  # Pillow < 10.1 has no sized default font
-            raise DatasetError(
-                "this Pillow cannot load its bundled TrueType font at a given size",
-                "install Pillow >= 10.1",
-            ) from exc
-        if not isinstance(font, ImageFont.FreeTypeFont):
-            raise DatasetError(
-                "Pillow has no FreeType support, so its bundled TrueType font cannot be loaded",
-                "install a Pillow >= 10.1 wheel from PyPI (it carries FreeType)",
-            )
-        # The basic layout engine is always available; Raqm (complex layout) is optional per build.
-        return font.font_variant(layout_engine=ImageFont.Layout.BASIC)
-    if name == "dejavu":
-        if not DEJAVU_PATH.is_file():
-            raise DatasetError(
-                f"font {DEJAVU_PATH} not found", "apt-get install fonts-dejavu-core, or use font='pillow'"
-            )
-        return ImageFont.truetype(str(DEJAVU_PATH), size=size, layout_engine=ImageFont.Layout.BASIC)
-    raise DatasetError(f"unknown font {name!r}", f"use one of {FONTS}")
+def _font_size(font_name: str, size: int) -> _FontSize:
+    _check_font(font_name)
+    if font_name == "dejavu":
+        font = _dejavu(size)
+        ascent, descent = font.getmetrics()
+        return _FontSize(ascent, descent, max(int(round(font.getlength(" "))), 2))
+    atlas = _atlas()
+    ascent, descent, space = (int(v) for v in atlas["metrics"][_atlas_size(atlas, size)])
+    return _FontSize(ascent, descent, space)
+
+
+def _atlas_size(atlas: dict[str, np.ndarray], size: int) -> int:
+    sizes = atlas["sizes"]
+    if not sizes[0] <= size <= sizes[-1]:
+        raise DatasetError(f"the glyph atlas has sizes {sizes[0]}-{sizes[-1]} px, not {size}")
+    return int(size - sizes[0])
 
 
 @functools.lru_cache(maxsize=8192)
 def _glyph(font_name: str, size: int, char: str) -> _Glyph:
-    font = _font(font_name, size)
+    _check_font(font_name)
+    if font_name == "dejavu":
+        return _freetype_glyph(_dejavu(size), char)
+    atlas = _atlas()
+    chars = bytes(atlas["chars"]).decode("ascii")
+    if char not in chars:
+        raise DatasetError(f"the glyph atlas has no {char!r}")
+    height, width, x_offset, y_offset, advance, offset = (
+        int(v) for v in atlas["table"][_atlas_size(atlas, size), chars.index(char)]
+    )
+    mask = atlas["pixels"][offset : offset + height * width].reshape(height, width)
+    return _Glyph(mask, x_offset, y_offset, advance)
+
+
+def _freetype_glyph(font, char: str) -> _Glyph:
+    """A glyph rendered by FreeType at run time, trimmed to its ink box (as the atlas's are)."""
+    from PIL import Image
+
     core_mask, (off_x, off_y) = font.getmask2(char, mode="L")
     width, height = core_mask.size
     advance = int(round(font.getlength(char)))
@@ -155,42 +195,40 @@ def _random_word(rng: np.random.Generator) -> str:
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """Smooth colour field + grain + optional stripes, then shapes and lines as clutter."""
-    grid = rng.integers(0, 256, (int(rng.integers(2, 6)), int(rng.integers(2, 6)), 3)).astype(np.float32)
-    base = cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
-    grain = rng.standard_normal((height // 8, width // 8), dtype=np.float32) * np.float32(rng.uniform(0, 25))
-    texture = cv2.resize(grain, (width, height), interpolation=cv2.INTER_LINEAR)
+    grid = rng.integers(0, 256, (int(rng.integers(2, 6)), int(rng.integers(2, 6)), 3)).astype(np.float64)
+    base = raster.resize(grid, height, width, cubic=True)
+    grain = rng.standard_normal((height // 8, width // 8)) * rng.uniform(0, 25)
+    texture = raster.resize(grain, height, width)
     if rng.random() < 0.35:
         angle = rng.uniform(0, np.pi)
         period = rng.uniform(6, 40)
-        amplitude = np.float32(rng.uniform(8, 30))
-        freq = np.float32(2 * np.pi / period)
-        xs = np.arange(width, dtype=np.float32) * np.float32(np.cos(angle)) * freq
-        ys = np.arange(height, dtype=np.float32) * np.float32(np.sin(angle)) * freq
+        amplitude = rng.uniform(8, 30)
+        freq = 2 * math.pi / period
+        xs = np.arange(width, dtype=np.float64) * (math.cos(angle) * freq)
+        ys = np.arange(height, dtype=np.float64) * (math.sin(angle) * freq)
         texture += np.sin(ys[:, None] + xs[None, :]) * amplitude
     base += texture[..., None]
-    image = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).convert("RGBA")
-    overlay = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(overlay)
+    image = np.clip(base, 0, 255).astype(np.uint8)
+    overlay = np.zeros((height, width, 4), np.uint8)
     for _ in range(int(rng.integers(4, 20))):
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3)) + (int(rng.integers(60, 256)),)
+        colour = [int(c) for c in rng.integers(0, 256, 3)] + [int(rng.integers(60, 256))]
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         rx, ry = rng.uniform(8, 140), rng.uniform(8, 140)
         kind = rng.integers(3)
         if kind == 0:
-            draw.rectangle([cx - rx, cy - ry, cx + rx, cy + ry], fill=colour)
+            raster.fill_rectangle(overlay, cx - rx, cy - ry, cx + rx, cy + ry, colour)
         elif kind == 1:
-            draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=colour)
+            raster.fill_ellipse(overlay, cx, cy, rx, ry, colour)
         else:
             angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 7))))
-            points = [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
-            draw.polygon([(float(x), float(y)) for x, y in points], fill=colour)
+            raster.fill_polygon(overlay, [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in angles], colour)
     for _ in range(int(rng.integers(2, 14))):
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3)) + (int(rng.integers(120, 256)),)
+        colour = [int(c) for c in rng.integers(0, 256, 3)] + [int(rng.integers(120, 256))]
         x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
         length, angle = rng.uniform(20, 400), rng.uniform(0, np.pi)
-        x1, y1 = x0 + length * np.cos(angle), y0 + length * np.sin(angle)
-        draw.line([(float(x0), float(y0)), (float(x1), float(y1))], fill=colour, width=int(rng.integers(1, 5)))
-    return np.asarray(Image.alpha_composite(image, overlay).convert("RGB")).copy()
+        x1, y1 = x0 + length * math.cos(angle), y0 + length * math.sin(angle)
+        raster.draw_line(overlay, x0, y0, x1, y1, int(rng.integers(1, 5)), colour)
+    return raster.composite(image, overlay)
 
 
 def _luminance(rgb: np.ndarray) -> float:
@@ -209,9 +247,8 @@ def _text_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray
 
 def _render_line(words: list[str], font_name: str, size: int, tracking: int, pad: int):
     """The line's coverage mask and, per word, its characters' ink boxes (x0, y0, x1, y1), canvas coords."""
-    font = _font(font_name, size)
-    ascent, descent = font.getmetrics()
-    space = max(int(round(font.getlength(" "))), 2)
+    metrics = _font_size(font_name, size)
+    ascent, descent, space = metrics.ascent, metrics.descent, metrics.space
     glyphs = [[_glyph(font_name, size, char) for char in word] for word in words]
     inked = [g for word in glyphs for g in word if g.mask.size]
     # Glyphs may reach left of their pen position or above the ascender; the margins keep them on the canvas.
@@ -258,23 +295,14 @@ def _char_quads(ink_boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
     return np.asarray(quads, np.float64)
 
 
-_HALF_PIXEL_FORTH = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
-_HALF_PIXEL_BACK = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
-
-
-def _apply_homography(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    flat = points.reshape(-1, 2)
-    homog = np.concatenate([flat, np.ones((len(flat), 1))], axis=1) @ matrix.T
-    return (homog[:, :2] / homog[:, 2:3]).reshape(points.shape)
-
-
 def _overlaps(box: tuple[float, float, float, float], placed: list[tuple[float, float, float, float]]) -> bool:
     return any(box[0] < p[2] and p[0] < box[2] and box[1] < p[3] and p[1] < box[3] for p in placed)
 
 
-def generate_sample(split: str, index: int, seed: int = SEED, font: str = "pillow") -> tuple[np.ndarray, list[Word]]:
+def generate_sample(split: str, index: int, seed: int = SEED, font: str = "aileron") -> tuple[np.ndarray, list[Word]]:
     """The sample `index` of `split`: an H×W×3 uint8 RGB image and its words, in drawing order."""
     _check_split(split)
+    _check_font(font)
     rng = np.random.default_rng(np.random.SeedSequence([seed, _SPLIT_CODES[split], int(index)]))
     height, width = IMAGE_HEIGHT, IMAGE_WIDTH
     image = _background(rng, height, width)
@@ -313,14 +341,12 @@ def generate_sample(split: str, index: int, seed: int = SEED, font: str = "pillo
         occupied.append(box)
         x0, y0 = int(math.floor(ox)), int(math.floor(oy))
         x1, y1 = min(int(math.ceil(ox + span_x)) + 1, width), min(int(math.ceil(oy + span_y)) + 1, height)
-        to_region = cv2.getPerspectiveTransform(src.astype(np.float32), (dst + [ox - x0, oy - y0]).astype(np.float32))
-        # OpenCV puts pixel centres on integers, the quads put pixel i on [i, i+1): shift by half a pixel.
-        to_region = _HALF_PIXEL_BACK @ to_region @ _HALF_PIXEL_FORTH
-        alpha = cv2.warpPerspective(mask, to_region, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderValue=0)
+        to_region = raster.perspective_transform(src, dst + [ox - x0, oy - y0])
+        alpha = raster.warp_perspective(mask, to_region, y1 - y0, x1 - x0)
         line_height = mh - 2 * pad
         if blurred:
             sigma = float(rng.uniform(0.2, 0.35)) * line_height
-            alpha = cv2.GaussianBlur(alpha, (0, 0), sigmaX=sigma)
+            alpha = raster.gaussian_blur(alpha, sigma)
         region = image[y0:y1, x0:x1].astype(np.int32)
         colour = _text_colour(rng, region)
         if rng.random() < 0.15:  # a contrasting shadow under the text
@@ -332,20 +358,20 @@ def generate_sample(split: str, index: int, seed: int = SEED, font: str = "pillo
             region = (region * (255 - sa) + shadow * sa + 127) // 255
         a = alpha.astype(np.int32)[..., None]
         image[y0:y1, x0:x1] = ((region * (255 - a) + colour * a + 127) // 255).astype(np.uint8)
-        to_image = cv2.getPerspectiveTransform(src.astype(np.float32), (dst + [ox, oy]).astype(np.float32))
+        to_image = raster.perspective_transform(src, dst + [ox, oy])
         for text, boxes in zip(texts, ink_boxes, strict=True):
             canvas_chars = _char_quads(boxes)
             left, right = canvas_chars[:, 0, 0].min(), canvas_chars[:, 1, 0].max()
             top, bottom = canvas_chars[0, 0, 1], canvas_chars[0, 2, 1]
             canvas_word = np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
             # A projective map keeps the character boxes inside the word's box.
-            quad = _apply_homography(to_image, canvas_word).astype(np.float32)
-            chars = _apply_homography(to_image, canvas_chars).astype(np.float32)
+            quad = raster.apply_homography(to_image, canvas_word).astype(np.float32)
+            chars = raster.apply_homography(to_image, canvas_chars).astype(np.float32)
             word = Word(quad, chars, text, legible=True)
             legible = not blurred and word.height >= LEGIBLE_MIN_HEIGHT
             words.append(Word(quad, chars, text, legible))
     if rng.random() < 0.5:
-        noise = rng.standard_normal((height, width, 1), dtype=np.float32) * np.float32(rng.uniform(1.0, 6.0))
+        noise = rng.standard_normal((height, width, 1)) * rng.uniform(1.0, 6.0)
         image = np.clip(image + noise, 0, 255).astype(np.uint8)
     return image, words
 
@@ -363,9 +389,11 @@ def sample_id(index: int) -> str:
 
 
 def write_split(
-    dest_split_dir: str | Path, split: str, count: int | None = None, seed: int = SEED, font: str = "pillow"
+    dest_split_dir: str | Path, split: str, count: int | None = None, seed: int = SEED, font: str = "aileron"
 ) -> Path:
     """Write samples 0..count-1 of `split` (default: SPLITS[split]) in the harness's split layout."""
+    from PIL import Image
+
     _check_split(split)
     count = SPLITS[split] if count is None else int(count)
     if count < 0:
@@ -379,7 +407,7 @@ def write_split(
         image, words = generate_sample(split, index, seed=seed, font=font)
         sid = sample_id(index)
         file_name = f"{sid}.png"
-        Image.fromarray(image).save(inputs / file_name, format="PNG", compress_level=6)
+        Image.fromarray(image).save(inputs / file_name, format="PNG", compress_level=6)  # lossless: pixels kept
         lines = "".join(_format_gt_line(w) + "\n" for w in words)
         (hidden / f"gt_{sid}.txt").write_bytes(lines.encode("utf-8"))
         chars[sid] = [np.round(w.chars.astype(np.float64), 2).tolist() for w in words]

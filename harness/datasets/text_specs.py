@@ -8,9 +8,11 @@ register(
     DatasetSpec(
         "scenetext",
         "text",
-        "synthetic scene text rendered with Pillow's bundled TrueType font, ICDAR2015 gt, ### don't-care words",
+        "synthetic scene text (glyphs from a shipped atlas, NumPy raster), ICDAR2015 gt, ### don't-care words",
         "harness.datasets.scenetext:write_split",
         ("train", "val", "test"),
+        version=2,  # 2: drawn with NumPy from a glyph atlas; 1 drew with OpenCV and FreeType (pixels varied)
+        renderers=("numpy",),
     )
 )
 register(

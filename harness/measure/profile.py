@@ -167,7 +167,7 @@ def _split_inputs(run: Any, split: str) -> Path:
     if not spec.needs_source:
         return materialize(name, split).inputs_dir
     for card in sorted((datasets_dir() / name).glob(f"v{spec.version}-*/{measured_split}/dataset.json")):
-        if json.loads(card.read_text()).get("hash") == run.dataset_hash:
+        if json.loads(card.read_text()).get("digest") == run.dataset_hash:
             folder = card.parent.parent / split / "inputs"
             if folder.is_dir():
                 return folder

@@ -45,6 +45,9 @@ class TrackCard:
     runner: str = "local"
     mac_images: int = 0  # detectors/text: MACs are averaged over this many fixed test images
     rules: Rules = field(default_factory=Rules)
+    # Content digests of the generated splits the track reads, {"dataset/split": sha256}: the data is part of
+    # the track's identity (`harness datasets verify`; `harness evaluate` refuses data that differs).
+    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def card_hash(self) -> str:
@@ -59,6 +62,7 @@ class TrackCard:
 def load_card(path: Path) -> TrackCard:
     data = tomllib.loads(path.read_text())
     rules = Rules(**data.pop("rules", {}))
+    data["digests"] = dict(data.get("digests", {}))
     data["metrics"] = tuple(data["metrics"])
     data["input_sizes"] = tuple(tuple(s) for s in data["input_sizes"])
     return TrackCard(rules=rules, **data)
