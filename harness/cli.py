@@ -392,8 +392,11 @@ def gate(
     ] = False,
     output_format: Annotated[str, typer.Option("--format", help="text, markdown, junit or json.")] = "text",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write the JUnit XML report here.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the Markdown report here.")] = None,
 ) -> None:
-    """Fail (exit 1) when the candidate's metric drops or its latency grows beyond noise; 3 = inconclusive."""
+    """Fail (exit 1) when the candidate's metric drops or its latency grows beyond noise; 3 = inconclusive.
+    One run can write several reports of the same verdict: `--junit gate.xml --markdown gate.md`."""
     from harness.api import resolve_ref
     from harness.gate import gate as run_gate
     from harness.gate import render
@@ -408,8 +411,10 @@ def gate(
         method=method,
     )
     report = render(result, output_format)
+    for path, text in ((junit, render(result, "junit")), (markdown, render(result, "markdown")), (output, report)):
+        if path is not None:
+            path.write_text(text)
     if output:
-        output.write_text(report)
         typer.echo(render(result, "text") if output_format != "text" else report)
     else:
         typer.echo(report)

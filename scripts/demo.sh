@@ -15,3 +15,6 @@ done
 for track in classification small-object text-detection; do
   "$harness" leaderboard --track "$track"
 done
+# The data every run was scored on matches the track cards' pins, and the references reach their pinned figures.
+"$harness" datasets verify
+.venv/bin/python scripts/check_reference_metrics.py

@@ -85,6 +85,26 @@ def test_gate_catches_a_slowed_copy(harness_env, tmp_path):
     failed = [case.get("name") for case in suite.iter("testcase") if case.find("failure") is not None]
     assert any("latency" in name for name in failed)
 
+    # One gate run writes both reports of one verdict (the documented CI workflow does this).
+    both_xml, both_md = tmp_path / "both.xml", tmp_path / "both.md"
+    result = run_cli(
+        "gate",
+        "--baseline",
+        str(baseline["run_id"]),
+        "--candidate",
+        str(candidate["run_id"]),
+        "--junit",
+        str(both_xml),
+        "--markdown",
+        str(both_md),
+        env=harness_env,
+    )
+    assert result.returncode == 1
+    both_suite = ET.parse(both_xml).getroot()
+    both_suite = both_suite if both_suite.tag == "testsuite" else both_suite.find("testsuite")
+    assert [c.get("name") for c in both_suite.iter("testcase") if c.find("failure") is not None] == failed
+    assert "fail" in both_md.read_text().lower() and "|" in both_md.read_text()
+
     # The same run against itself never fails: it passes, or, with the quick profile's 3 repeats on a loaded
     # machine, the interval is too wide to say (exit 3, "inconclusive: too noisy").
     same = run_cli(
