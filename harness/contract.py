@@ -1,4 +1,5 @@
-"""The submission contract: the predictor protocol, the typed output records, and their validation.
+"""The submission contract: the predictor protocol and the typed output records (validated by their task kind,
+`harness.kinds.validate_outputs`).
 
 A submission's entry point `build(ctx)` returns a `Predictor`. The harness owns data loading, timing and
 scoring; the predictor owns the model. A predictor splits inference in three steps so that the harness can
@@ -12,8 +13,7 @@ record per image, of the track's type: `ClassScores`, `Detections` or `TextPolyg
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,9 +58,6 @@ class TextPolygons:
 
     polygons: np.ndarray  # (K, P, 2) float, P >= 4
     scores: np.ndarray  # (K,) float
-
-
-OUTPUT_TYPES = {"classification": ClassScores, "detection": Detections, "text": TextPolygons}
 
 
 class Predictor:
@@ -181,93 +178,3 @@ def wrap_detector(model: Any, label_map: dict[int, int] | None = None) -> Detect
 
 class OutputError(SubmissionError):
     """A predictor returned something that breaks the contract."""
-
-
-def _check_array(name: str, value: Any, ndim: int, last: int | None, where: str) -> np.ndarray:
-    if not isinstance(value, np.ndarray):
-        raise OutputError(
-            f"{where}: `{name}` is a {type(value).__name__}, expected a numpy array",
-            "convert tensors with .cpu().numpy() in postprocess",
-        )
-    if value.dtype.kind not in "fiu":
-        raise OutputError(f"{where}: `{name}` has dtype {value.dtype}, expected a numeric dtype")
-    if value.ndim != ndim or (last is not None and value.shape[-1] != last):
-        want = f"{ndim}-D" + (f" with last dimension {last}" if last is not None else "")
-        raise OutputError(f"{where}: `{name}` has shape {value.shape}, expected {want}")
-    if value.dtype.kind == "f" and not np.isfinite(value).all():
-        raise OutputError(f"{where}: `{name}` contains NaN or infinite values")
-    return value
-
-
-def validate_outputs(
-    kind: str,
-    outputs: Any,
-    images: Sequence[np.ndarray],
-    num_classes: int | None = None,
-    label_ids: set[int] | None = None,
-) -> list[Any]:
-    """Check a predictor's outputs for one batch: one record per image, of the right type, shape,
-    dtype, finite, boxes and polygons inside the image. Raises `OutputError` naming the fault."""
-    record_type = OUTPUT_TYPES[kind]
-    if not isinstance(outputs, list | tuple):
-        raise OutputError(f"predict returned a {type(outputs).__name__}, expected a list of {record_type.__name__}")
-    if len(outputs) != len(images):
-        raise OutputError(
-            f"predict returned {len(outputs)} outputs for {len(images)} images",
-            "return exactly one record per input image, in order",
-        )
-    for i, (out, img) in enumerate(zip(outputs, images, strict=True)):
-        where = f"output {i}"
-        if not isinstance(out, record_type):
-            raise OutputError(f"{where} is a {type(out).__name__}, expected harness.contract.{record_type.__name__}")
-        height, width = img.shape[:2]
-        if kind == "classification":
-            logits = _check_array("logits", out.logits, 1, None, where)
-            if num_classes is not None and logits.shape[0] != num_classes:
-                raise OutputError(f"{where}: `logits` has {logits.shape[0]} classes, the track has {num_classes}")
-        elif kind == "detection":
-            boxes = _check_array("boxes", out.boxes, 2, 4, where)
-            scores = _check_array("scores", out.scores, 1, None, where)
-            labels = _check_array("labels", out.labels, 1, None, where)
-            if not (len(boxes) == len(scores) == len(labels)):
-                raise OutputError(f"{where}: {len(boxes)} boxes, {len(scores)} scores, {len(labels)} labels differ")
-            if labels.dtype.kind not in "iu":
-                raise OutputError(f"{where}: `labels` has dtype {labels.dtype}, expected integers")
-            if len(boxes):
-                if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
-                    raise OutputError(f"{where}: a box has x2 < x1 or y2 < y1 (boxes must be xyxy)")
-                _check_inside(boxes.reshape(-1, 2), width, height, where)
-            if label_ids is not None and len(labels):
-                unknown = sorted(set(labels.tolist()) - label_ids)
-                if unknown:
-                    raise OutputError(
-                        f"{where}: unknown category ids {unknown[:5]}; the track's ids are {sorted(label_ids)}"
-                    )
-        else:
-            polygons = _check_array("polygons", out.polygons, 3, 2, where)
-            scores = _check_array("scores", out.scores, 1, None, where)
-            if len(polygons) != len(scores):
-                raise OutputError(f"{where}: {len(polygons)} polygons but {len(scores)} scores")
-            if len(polygons) and polygons.shape[1] < 4:
-                raise OutputError(f"{where}: polygons have {polygons.shape[1]} points, at least 4 are needed")
-            if len(polygons):
-                _check_inside(polygons.reshape(-1, 2), width, height, where)
-    return list(outputs)
-
-
-def _check_inside(points: np.ndarray, width: int, height: int, where: str, slack: float = 1.0) -> None:
-    """Coordinates may touch the border (pixel edges) but not lie outside it."""
-    xs, ys = points[:, 0], points[:, 1]
-    if xs.min() < -slack or ys.min() < -slack or xs.max() > width + slack or ys.max() > height + slack:
-        raise OutputError(
-            f"{where}: coordinates outside the {width}x{height} image "
-            f"(x in [{xs.min():.1f}, {xs.max():.1f}], y in [{ys.min():.1f}, {ys.max():.1f}])",
-            "return coordinates in pixels of the original image; clip them to the image",
-        )
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
-
-
-BuildFn = Callable[[BuildContext], Predictor]

@@ -19,7 +19,22 @@ from pathlib import Path
 
 from harness.config import harness_home
 from harness.errors import SubmissionError
-from harness.registry import GROUP
+from harness.fs import publish_dir
+from harness.plugins import Entry, Registry, load_target
+
+GROUP = "harness.submissions"
+
+
+def _load_build(entry: Entry, site_dir: Path | None) -> object:
+    build = load_target(entry.target, site_dir, f"entry point `{entry.target}`", SubmissionError)
+    if not callable(build):
+        raise SubmissionError(f"entry point `{entry.target}` is not callable; it must be `build(ctx) -> Predictor`")
+    return build
+
+
+# Entry points of the group `harness.submissions`: of the folder a submission was installed into (its own,
+# and only those), or of this environment. Loading one imports the submission's code: the sandbox's job.
+SUBMISSIONS: Registry[object] = Registry("submission", GROUP, loader=_load_build, error=SubmissionError, site_only=True)
 
 IGNORED_PARTS = {
     ".git",
@@ -143,38 +158,33 @@ def copy_source(path: Path, dest: Path) -> None:
 def install(path: Path, digest: str) -> Path:
     """Install the submission into `$HARNESS_HOME/sites/<hash>` (once per content hash); return that folder."""
     site = harness_home() / "sites" / digest
-    if (site / ".installed").exists():
-        return site
-    site.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="harness-src-") as tmp:
-        source = Path(tmp) / "src"
-        copy_source(path, source)  # builds write into the copy, never into the participant's folder
-        staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=site.parent))
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-compile",
-            "--disable-pip-version-check",
-            "--target",
-            str(staging),
-            str(source),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+
+    def pip_install(staging: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="harness-src-") as tmp:
+            source = Path(tmp) / "src"
+            copy_source(path, source)  # builds write into the copy, never into the participant's folder
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-compile",
+                "--disable-pip-version-check",
+                "--target",
+                str(staging),
+                str(source),
+            ]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
             raise SubmissionError(
                 f"{path}: `pip install` of the submission failed:\n{tail}",
                 "make sure `pip install .` works in the submission folder",
             )
         (staging / ".installed").write_text(digest)
-        try:
-            os.rename(staging, site)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)  # another process installed the same content first
+
+    publish_dir(site, pip_install)
     return site

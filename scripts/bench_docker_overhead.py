@@ -70,35 +70,29 @@ def write_submission(root: Path) -> Path:
 
 def make_job(out_dir: Path):
     """The job `harness evaluate` would build for the submission (classification card, digits test split)."""
-    from harness.api import default_threads, mac_inputs
     from harness.datasets import materialize
-    from harness.runners.ingest import IngestJob
+    from harness.measure.environment import default_threads
+    from harness.sandbox.job import IngestJob
+    from harness.service.jobs import mac_inputs, track_fields
     from harness.submission import content_hash, install
     from harness.tracks import get_card
-    from harness.tracks.base import track_module
 
     card = get_card("classification")
     split = materialize(card.dataset, card.split)
     source = write_submission(Path(tempfile.mkdtemp(prefix="bench-src-")))
     site = install(source, content_hash(source))
-    module = track_module(card)
     return IngestJob(
         mode="evaluate",
         site_dir=str(site),
         entry_name="bench_tiny",
-        track=card.name,
-        kind=card.kind,
         variant="fp32",
         device="cpu",
         out_dir=str(out_dir),
         inputs_dir=str(split.inputs_dir),
         profile="quick",
         threads=default_threads(),
-        num_classes=module.num_classes(card, split.hidden_dir),
-        input_size=list(card.input_sizes[0]),
-        accuracy_batch_size=card.accuracy_batch_size,
-        batch_size=card.batch_size,
         mac_inputs=mac_inputs(card, split.index()),
+        **track_fields(card, split.hidden_dir),
     )
 
 
@@ -113,7 +107,7 @@ def run_local(job) -> dict[str, float]:
     env["OMP_NUM_THREADS"] = str(job.threads)
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.runners.ingest", str(out_dir / "job.json")],
+        [sys.executable, "-m", "harness.sandbox.driver", str(out_dir / "job.json")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         pass_fds=(write_fd,),

@@ -18,7 +18,7 @@ TOLERANCE = 2e-3  # as tests/test_references_e2e.py
 
 
 def main() -> int:
-    from harness.api import standings
+    from harness.service.standings import standings
 
     expected = json.loads(EXPECTED.read_text())
     equal = close = 0

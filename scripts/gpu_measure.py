@@ -380,13 +380,13 @@ def job_plan(entries: list[dict[str, Any]], gpu: bool) -> list[tuple[str, list[s
 
 def stored_rows(db_url: str, untrained: set[str]) -> list[dict[str, Any]]:
     """Every finished run of the temporary store (also those of a CLI call stopped by the time budget)."""
-    from harness.api import run_to_dict
+    from harness.service.evaluate import run_record
     from harness.store import open_store
 
     order = {name: i for i, name in enumerate(PRIORITY)}
     variant_order = {v: i for i, v in enumerate([*GPU_VARIANTS, "int8-cpu"])}
     rows = [
-        {**table_row(run_to_dict(run)), "untrained": run.submission.name in untrained}
+        {**table_row(run_record(run)), "untrained": run.submission.name in untrained}
         for run in open_store(db_url).runs()
         if run.status != "running"
     ]

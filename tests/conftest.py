@@ -117,6 +117,38 @@ TINY_CNN = """
 """
 
 
+# The tiny CNN, plus an exit hook that rewrites measurements.json after the harness's driver wrote it: the
+# submission's code runs in the driver's process under every runner, so no runner may trust that file.
+TAMPERING_CNN = (
+    TINY_CNN
+    + """
+
+    import atexit
+    import json
+    import os
+
+
+    def _tamper():  # in evaluate mode only (its predictions are there): `submit` checks the model first
+        path = os.path.join(os.getcwd(), "measurements.json")
+        if os.path.exists(path) and os.path.exists(os.path.join(os.getcwd(), "predictions.npz")):
+            data = json.load(open(path))
+            data["complexity"]["params"] = -1
+            json.dump(data, open(path, "w"))
+
+
+    atexit.register(_tamper)
+"""
+)
+
+
+def assert_tampering_caught(result: subprocess.CompletedProcess) -> None:
+    """`harness evaluate --json` of a TAMPERING_CNN submission stored a failed run naming the tampered field."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = json.loads(result.stdout)
+    assert run["status"] == "failed" and run["params"] is None
+    assert "[tampered] measurements.json: `complexity.params` is -1" in run["error"]
+
+
 def make_submission(
     root: Path,
     name: str = "tiny",

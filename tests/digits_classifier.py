@@ -53,7 +53,7 @@ MODEL_SOURCE = """
 def digits_split(split: str) -> tuple[list[np.ndarray], np.ndarray]:
     """The split's images (H×W×3 uint8) and labels, in index order."""
     from harness.datasets import materialize
-    from harness.runners.ingest import load_image
+    from harness.sandbox.images import load_image
 
     data = materialize("digits", split)
     index = data.index()

@@ -233,3 +233,13 @@ def test_locked_store(harness_env, tmp_path):
     assert "locked" in result.stderr and "Traceback" not in result.stderr
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from runs").fetchone()[0] == 0
+
+
+def test_the_local_runner_gets_the_same_output_checks(harness_env, tmp_path):
+    """The local runner trusts the code to run, not what it writes: a rewritten measurements.json fails the run."""
+    from tests.conftest import TAMPERING_CNN, assert_tampering_caught
+
+    sub = make_submission(tmp_path, "tamper", module_body=TAMPERING_CNN)
+    assert run_cli("submit", str(sub), env=harness_env).returncode == 0
+    assert_tampering_caught(run_cli("evaluate", "--track", "classification", "--json", env=harness_env))
+

@@ -27,9 +27,10 @@ from craft_ref.predictor import resize_ratio  # noqa: E402
 from craft_ref.quick_eval import iou_hmean  # noqa: E402
 from craft_ref.targets import affinity_quads, score_maps  # noqa: E402
 
-from harness.contract import BuildContext, validate_outputs  # noqa: E402
+from harness.contract import BuildContext  # noqa: E402
 from harness.datasets.scenetext import generate_sample  # noqa: E402
 from harness.errors import SubmissionError  # noqa: E402
+from harness.kinds import validate_outputs  # noqa: E402
 
 MIB = 2**20
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.contract import BuildContext, validate_outputs, wrap_detector
+from harness.contract import BuildContext, wrap_detector
 from harness.datasets.smallobj import generate_sample
 from harness.errors import SubmissionError
+from harness.kinds import validate_outputs
 
 SUBMISSION_DIR = Path(__file__).resolve().parents[1] / "submissions" / "fasterrcnn"
 sys.path.insert(0, str(SUBMISSION_DIR))

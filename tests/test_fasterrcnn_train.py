@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.contract import validate_outputs
 from harness.datasets.smallobj import generate_sample
+from harness.kinds import validate_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = ROOT.parent / "shared" / "conformance" / "coco"

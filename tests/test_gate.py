@@ -14,9 +14,6 @@ from harness.errors import HarnessError, PredictionError
 from harness.gate import (
     EXIT_CODES,
     GateResult,
-    _bootstrap_figures,
-    _kth_difference,
-    _mann_whitney_counts,
     export_results,
     gate,
     latency_blocks,
@@ -26,6 +23,9 @@ from harness.gate import (
     render,
     select_run,
 )
+from harness.gate.stats import bootstrap_figures as _bootstrap_figures
+from harness.gate.stats import kth_difference as _kth_difference
+from harness.gate.stats import mann_whitney_counts as _mann_whitney_counts
 
 TRIALS = 200
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from harness.contract import ClassScores, Detections, TextPolygons, wrap_classifier
-from harness.measure.crosscheck import box_iou, compare_outputs
+from harness.kinds import compare_outputs
+from harness.measure.crosscheck import box_iou
 from harness.measure.environment import clock_noise_reasons
 from harness.measure.latency import PROFILES, Profile, summarize, throughput_sweep, time_callable
 from tests.conftest import ROOT
@@ -291,14 +292,14 @@ def test_bytes_of_a_quantized_model_count_int8_weights():
     ],
 )
 def test_operator_categories(op, category):
-    from harness.measure.profile import categorize
+    from harness.sandbox.profile import categorize
 
     # "A > B": B runs inside A; its time counts for the outermost operator that says what the layer is.
     assert categorize(*op.split(" > ")) == category
 
 
 def test_profile_forward_on_cpu():
-    from harness.measure.profile import CATEGORIES, profile_forward
+    from harness.sandbox.profile import CATEGORIES, profile_forward
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -328,7 +329,7 @@ def test_profile_forward_on_cpu():
 def test_images_are_decoded_in_parallel_and_in_order(tmp_path):
     from PIL import Image
 
-    from harness.runners.ingest import iter_batches
+    from harness.sandbox.images import iter_batches
 
     files = []
     for i in range(10):
@@ -375,7 +376,8 @@ def test_a_predictor_failing_in_the_crosscheck_sample_fails_that_stage_by_name(t
 
     from PIL import Image
 
-    from harness.runners.ingest import StageError, _crosscheck
+    from harness.sandbox.passes import StageError
+    from harness.sandbox.passes import crosscheck as _crosscheck
 
     rng = np.random.default_rng(0)
     files = []

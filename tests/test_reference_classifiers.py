@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.contract import BuildContext, ClassScores, validate_outputs
+from harness.contract import BuildContext, ClassScores
 from harness.datasets.digits import load_digits_split
 from harness.errors import SubmissionError
+from harness.kinds import validate_outputs
 from harness.zoo.weights import load_weights
 
 SUBMISSIONS = Path(__file__).resolve().parents[1] / "submissions"

@@ -14,23 +14,23 @@ digests of the generated splits they read; `verify_split` checks a prepared spli
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import datasets_dir
 from harness.errors import DatasetError
+from harness.fs import publish_dir
+from harness.plugins import Entry, Registry, builtin_entries, load_target
+
+GROUP = "harness.datasets"
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    kind: str  # track kind it serves
+    kind: str  # task kind it serves
     description: str
     writer: str  # "module:function"; generated: f(dest, split); sourced: f(source, dest, split)
     splits: tuple[str, ...]
@@ -39,80 +39,50 @@ class DatasetSpec:
     renderers: tuple[str, ...] = ()  # distributions whose versions decide a generated split's pixels
 
     def load_writer(self) -> Callable:
-        module, attr = self.writer.split(":")
-        return getattr(importlib.import_module(module), attr)
+        return load_target(self.writer, where=f"the writer of dataset `{self.name}`", error=DatasetError)
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in [
-        DatasetSpec(
-            "digits",
-            "classification",
-            "scikit-learn's handwritten digits (1,797 real images) upscaled to 32x32 RGB; stratified split",
-            "harness.datasets.digits:write_split",
-            ("train", "test"),
-            renderers=("numpy", "pillow", "scikit-learn"),
-        ),
-        DatasetSpec(
-            "cifar10",
-            "classification",
-            "CIFAR-10 from the official python-pickle batches (--data-dir cifar-10-batches-py)",
-            "harness.datasets.cifar:write_cifar10_split",
-            ("train", "test"),
-            needs_source=True,
-        ),
-        DatasetSpec(
-            "cifar100",
-            "classification",
-            "CIFAR-100 (fine labels) from the official python-pickle files (--data-dir cifar-100-python)",
-            "harness.datasets.cifar:write_cifar100_split",
-            ("train", "test"),
-            needs_source=True,
-        ),
-        DatasetSpec(
-            "imagefolder",
-            "classification",
-            "any ImageFolder tree: --data-dir ROOT with ROOT/<split>/<class>/<image>",
-            "harness.datasets.imagefolder:write_split_from_root",
-            ("train", "test"),
-            needs_source=True,
-        ),
-    ]
-}
+def _load(entry: Entry, _site: Path | None) -> DatasetSpec:
+    spec = load_target(entry.target, where=f"dataset `{entry.name}` of `{entry.source}`", error=DatasetError)
+    if not isinstance(spec, DatasetSpec) or spec.name != entry.name:
+        raise DatasetError(
+            f"dataset `{entry.name}` of `{entry.source}` is not a DatasetSpec named `{entry.name}`",
+            "point the entry point at a harness.datasets.DatasetSpec whose name is the entry point's",
+        )
+    return spec
 
 
-def register(spec: DatasetSpec) -> None:
-    """Tracks add their datasets here; a name taken twice is an error, never a silent overwrite."""
-    if spec.name in DATASETS and DATASETS[spec.name] != spec:
-        raise ValueError(f"dataset {spec.name!r} is registered twice")
-    DATASETS[spec.name] = spec
+DATASETS: Registry[DatasetSpec] = Registry(
+    "dataset",
+    GROUP,
+    loader=_load,
+    builtins=builtin_entries(
+        {
+            name: f"harness.datasets.specs:{name.upper()}"
+            for name in (
+                "digits",
+                "cifar10",
+                "cifar100",
+                "imagefolder",
+                "smallobj",
+                "coco",
+                "visdrone",
+                "scenetext",
+                "icdar",
+            )
+        }
+    ),
+    error=DatasetError,
+    listing="see `harness datasets list`",
+)
 
 
 def get_spec(name: str) -> DatasetSpec:
-    _load_track_datasets()
-    if name not in DATASETS:
-        import difflib
-
-        near = difflib.get_close_matches(name, list(DATASETS), n=1)
-        hint = f"did you mean `{near[0]}`?" if near else "see `harness datasets list`"
-        raise DatasetError(f"unknown dataset `{name}`", hint)
-    return DATASETS[name]
+    return DATASETS.get(name)
 
 
 def all_specs() -> dict[str, DatasetSpec]:
-    _load_track_datasets()
-    return dict(DATASETS)
-
-
-def _load_track_datasets() -> None:
-    """Datasets of the detection and text tracks are declared beside their generators."""
-    for module in ("harness.datasets.detection_specs", "harness.datasets.text_specs"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    return DATASETS.all()
 
 
 @dataclass(frozen=True)
@@ -216,34 +186,25 @@ def materialize(name: str, split: str, source: Path | None = None) -> SplitData:
     elif source is not None:
         raise DatasetError(f"dataset `{name}` is generated by the harness and takes no --data-dir")
     root = _split_root(spec, split, source)
-    card_path = root / CARD_NAME
-    if not card_path.exists():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{split}-", dir=root.parent))
-        try:
-            writer = spec.load_writer()
-            if spec.needs_source:
-                writer(source, tmp, split)
-            else:
-                writer(tmp, split)
-            card = {
-                "dataset": name,
-                "split": split,
-                "version": spec.version,
-                "count": len(read_index(tmp / "inputs")["ids"]),
-                "digest": content_digest(tmp),
-                "renderers": renderer_versions(spec),
-                "source": str(source) if source else None,
-            }
-            (tmp / CARD_NAME).write_text(json.dumps(card, indent=1))
-            try:
-                os.rename(tmp, root)
-            except OSError:
-                if not card_path.exists():
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+
+    def write(tmp: Path) -> None:
+        writer = spec.load_writer()
+        if spec.needs_source:
+            writer(source, tmp, split)
+        else:
+            writer(tmp, split)
+        card = {
+            "dataset": name,
+            "split": split,
+            "version": spec.version,
+            "count": len(read_index(tmp / "inputs")["ids"]),
+            "digest": content_digest(tmp),
+            "renderers": renderer_versions(spec),
+            "source": str(source) if source else None,
+        }
+        (tmp / CARD_NAME).write_text(json.dumps(card, indent=1))
+
+    publish_dir(root, write)
     return _read_split(root)
 
 
@@ -311,7 +272,7 @@ class Verification:
 
 def pins() -> dict[str, tuple[str, str]]:
     """{"dataset/split": (digest, track card name)} from every track card."""
-    from harness.tracks.base import all_cards
+    from harness.tracks import all_cards
 
     found: dict[str, tuple[str, str]] = {}
     for card in all_cards().values():

@@ -127,3 +127,15 @@ def import_coco(images_dir: Path, annotations: Path, dest_split_dir: Path, *, li
     annotations = Path(annotations)
     ground_truth = load_json(annotations, DatasetError)
     write_detection_split(Path(images_dir), ground_truth, Path(dest_split_dir), source=str(annotations), link=link)
+
+
+def write_coco_source(source: Path, dest: Path, split: str) -> None:
+    """`--data-dir` holds `annotations.json` (COCO) and `images/`; any split name maps to that folder."""
+    annotations = source / "annotations.json"
+    images = source / "images"
+    if not annotations.is_file() or not images.is_dir():
+        raise DatasetError(
+            f"{source}: expected `annotations.json` (COCO json) and an `images/` folder",
+            "convert the set to COCO json first (VisDrone: --dataset visdrone; AI-TOD ships COCO json)",
+        )
+    import_coco(images, annotations, dest)

@@ -384,7 +384,8 @@ def _overlaps(shape: _Shape, box: tuple[int, int, int, int]) -> bool:
 
 
 def _compose(split: str, index: int) -> tuple[np.ndarray, list[dict[str, Any]], list[dict[str, Any]]]:
-    """The image, its annotations, and the individual boxes of crowd-cluster members (for training)."""
+    """The image, its annotations, and the individual boxes of crowd-cluster members (for training). The steps
+    draw from one random stream in a fixed order: changing the order changes every image."""
     if split not in SPLITS:
         raise DatasetError(f"unknown small-object split {split!r}", f"use one of {sorted(SPLITS)}")
     if index < 0:
@@ -395,38 +396,62 @@ def _compose(split: str, index: int) -> tuple[np.ndarray, list[dict[str, Any]], 
     canvas = _Canvas(np.asarray(background, np.float32).copy())
     annotations: list[dict[str, Any]] = []
     members: list[dict[str, Any]] = []
-
     reserved: list[tuple[int, int, int, int]] = []
     if rng.random() < CLUSTER_PROBABILITY:
-        category_id = int(rng.integers(1, 6))
-        region = int(rng.integers(24, 52))
-        rx, ry = (int(v) for v in rng.integers(0, IMAGE_SIZE - region, 2))
-        member_ids = []
-        for k in range(int(rng.integers(8, 21))):
-            shape = _Shape(_object_mask(rng, category_id, rng.uniform(MIN_SIDE, 7.5)))
-            shape.x = rx + int(rng.integers(0, region - shape.width + 1))
-            shape.y = ry + int(rng.integers(0, region - shape.height + 1))
-            canvas.draw(shape, _class_colour(rng, category_id), _MEMBER_ID0 + k)
-            member_ids.append(_MEMBER_ID0 + k)
-        boxes = [b for b in (canvas.visible_box(i) for i in member_ids) if b is not None]
-        x0 = min(b[0][0] for b in boxes)
-        y0 = min(b[0][1] for b in boxes)
-        x1 = max(b[0][0] + b[0][2] for b in boxes)
-        y1 = max(b[0][1] + b[0][3] for b in boxes)
+        reserved.append(_draw_cluster(rng, canvas, annotations, members))
+    object_ids, categories = _draw_items(rng, canvas, reserved)
+    _draw_occluders(rng, canvas, object_ids)
+    for item_id in object_ids:
+        found = canvas.visible_box(item_id)
+        if found is None:  # cannot happen: fits() keeps at least half of every object visible
+            raise AssertionError(f"object {item_id} of {split}/{index} vanished")
         annotations.append(
-            {
-                "category_id": category_id,
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "area": (x1 - x0) * (y1 - y0),
-                "iscrowd": 1,
-            }
+            {"category_id": categories[item_id], "bbox": found[0], "area": float(found[1]), "iscrowd": 0}
         )
-        for i in member_ids:
-            found = canvas.visible_box(i)
-            if found is not None and found[1] >= 0.5 * canvas.drawn[i]:
-                members.append({"category_id": category_id, "bbox": found[0], "area": float(found[1]), "iscrowd": 0})
-        reserved.append((int(x0) - 2, int(y0) - 2, int(x1) + 2, int(y1) + 2))
+    image = canvas.image
+    ox, oy = (int(v) for v in rng.integers(0, IMAGE_SIZE, 2))
+    texture = _grain_tile()[oy : oy + IMAGE_SIZE, ox : ox + IMAGE_SIZE] * rng.uniform(2, 6)
+    texture += _value_noise(rng, int(rng.integers(48, 128)), IMAGE_SIZE) * rng.uniform(3, 8)
+    texture += 0.5  # rounds on the cast below
+    image += texture[..., None]
+    np.clip(image, 0, 255, out=image)
+    return image.astype(np.uint8), annotations, members
 
+
+def _draw_cluster(
+    rng: np.random.Generator, canvas: _Canvas, annotations: list[dict[str, Any]], members: list[dict[str, Any]]
+) -> tuple[int, int, int, int]:
+    """A dense cluster of one class's tiny objects: one `iscrowd=1` annotation, its members for training; the
+    region (with a margin) that other items keep clear of."""
+    category_id = int(rng.integers(1, 6))
+    region = int(rng.integers(24, 52))
+    rx, ry = (int(v) for v in rng.integers(0, IMAGE_SIZE - region, 2))
+    member_ids = []
+    for k in range(int(rng.integers(8, 21))):
+        shape = _Shape(_object_mask(rng, category_id, rng.uniform(MIN_SIDE, 7.5)))
+        shape.x = rx + int(rng.integers(0, region - shape.width + 1))
+        shape.y = ry + int(rng.integers(0, region - shape.height + 1))
+        canvas.draw(shape, _class_colour(rng, category_id), _MEMBER_ID0 + k)
+        member_ids.append(_MEMBER_ID0 + k)
+    boxes = [b for b in (canvas.visible_box(i) for i in member_ids) if b is not None]
+    x0 = min(b[0][0] for b in boxes)
+    y0 = min(b[0][1] for b in boxes)
+    x1 = max(b[0][0] + b[0][2] for b in boxes)
+    y1 = max(b[0][1] + b[0][3] for b in boxes)
+    annotations.append(
+        {"category_id": category_id, "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 1}
+    )
+    for i in member_ids:
+        found = canvas.visible_box(i)
+        if found is not None and found[1] >= 0.5 * canvas.drawn[i]:
+            members.append({"category_id": category_id, "bbox": found[0], "area": float(found[1]), "iscrowd": 0})
+    return int(x0) - 2, int(y0) - 2, int(x1) + 2, int(y1) + 2
+
+
+def _draw_items(
+    rng: np.random.Generator, canvas: _Canvas, reserved: list[tuple[int, int, int, int]]
+) -> tuple[list[int], dict[int, int]]:
+    """Objects and distractors in a random order, each placed where it leaves the others visible enough."""
     items = [("object", int(rng.integers(1, 6))) for _ in range(int(rng.integers(*OBJECTS_PER_IMAGE, endpoint=True)))]
     items += [("distractor", 0)] * int(rng.integers(4, 21))
     order = rng.permutation(len(items))
@@ -461,7 +486,11 @@ def _compose(split: str, index: int) -> tuple[np.ndarray, list[dict[str, Any]], 
             categories[item_id] = category_id
         else:
             canvas.draw(shape, colour, _UNTRACKED)
+    return object_ids, categories
 
+
+def _draw_occluders(rng: np.random.Generator, canvas: _Canvas, object_ids: list[int]) -> None:
+    """Sometimes, a few occluders beside larger objects (each object stays at least half visible)."""
     occludable = [i for i in object_ids if max(canvas.shapes[i].width, canvas.shapes[i].height) >= 10]
     if occludable and rng.random() < 0.5:
         for _ in range(int(rng.integers(1, 6))):
@@ -474,23 +503,6 @@ def _compose(split: str, index: int) -> tuple[np.ndarray, list[dict[str, Any]], 
             shape.x, shape.y = round(cx - shape.width / 2), round(cy - shape.height / 2)
             if canvas.fits(shape):
                 canvas.draw(shape, _muted(rng, 0.1, 0.9), _UNTRACKED)
-
-    for item_id in object_ids:
-        found = canvas.visible_box(item_id)
-        if found is None:  # cannot happen: fits() keeps at least half of every object visible
-            raise AssertionError(f"object {item_id} of {split}/{index} vanished")
-        annotations.append(
-            {"category_id": categories[item_id], "bbox": found[0], "area": float(found[1]), "iscrowd": 0}
-        )
-
-    image = canvas.image
-    ox, oy = (int(v) for v in rng.integers(0, IMAGE_SIZE, 2))
-    texture = _grain_tile()[oy : oy + IMAGE_SIZE, ox : ox + IMAGE_SIZE] * rng.uniform(2, 6)
-    texture += _value_noise(rng, int(rng.integers(48, 128)), IMAGE_SIZE) * rng.uniform(3, 8)
-    texture += 0.5  # rounds on the cast below
-    image += texture[..., None]
-    np.clip(image, 0, 255, out=image)
-    return image.astype(np.uint8), annotations, members
 
 
 def generate_sample(split: str, index: int, crowd_members: bool = False) -> tuple[np.ndarray, list[dict[str, Any]]]:

@@ -164,3 +164,7 @@ def convert_visdrone(root: Path, dest_split_dir: Path, *, link: bool = True) -> 
     write_detection_split(
         root / "images", ground_truth, Path(dest_split_dir), source=str(root / "annotations"), link=link
     )
+
+
+def write_visdrone_source(source: Path, dest: Path, split: str) -> None:
+    convert_visdrone(source, dest)

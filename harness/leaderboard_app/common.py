@@ -14,7 +14,7 @@ from harness.leaderboard_app import ranking
 from harness.leaderboard_app.picker import picker
 from harness.leaderboard_app.table import COLUMN_HELP, table_data
 from harness.store import queries
-from harness.tracks.base import TrackCard, all_cards
+from harness.tracks import TrackCard, all_cards
 
 HARDWARE_HELP = COLUMN_HELP["hardware_class"]
 CACHE_TTL_S = 30  # results appear on the board at most this long after `harness evaluate` stores them

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.service.standings import rank_order
 from harness.store.queries import METRIC_PREFIX
-from harness.tracks.base import TrackCard
+from harness.tracks import TrackCard
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,16 @@ class Budget:
 
 
 def order(frame: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
-    """Best primary value first; ties go to the lower ranked latency, then to the earlier run."""
+    """The entries in rank order (harness.service.standings.rank_order, the one ranking the CLI uses too)."""
     if frame.empty:
         return frame.copy()
-    key = frame.assign(
-        _value=pd.to_numeric(frame["primary_value"], errors="coerce") * (-1.0 if higher_is_better else 1.0),
-        _latency=pd.to_numeric(frame["latency_ms"], errors="coerce"),
+    positions = rank_order(
+        pd.to_numeric(frame["primary_value"], errors="coerce").to_numpy(dtype=float, na_value=np.nan),
+        pd.to_numeric(frame["latency_ms"], errors="coerce").to_numpy(dtype=float, na_value=np.nan),
+        frame["run_id"].to_numpy(dtype="int64"),
+        higher_is_better,
     )
-    key = key.sort_values(["_value", "_latency", "run_id"], na_position="last", kind="mergesort")
-    return key.drop(columns=["_value", "_latency"])
+    return frame.iloc[positions]
 
 
 def rank(

@@ -44,7 +44,7 @@ def warm_up(url: str) -> WarmUp:
 
     from harness.leaderboard_app import charts, picker, ranking, table  # noqa: F401
     from harness.store import queries
-    from harness.tracks.base import all_cards
+    from harness.tracks import all_cards
 
     try:
         engine = queries.read_only_engine(url)
@@ -81,7 +81,7 @@ def fill_app_caches(url: str, wait_s: float = 60.0) -> bool:
     # Imported only now: the cached functions of `common` want the runtime's cache storage.
     from harness.leaderboard_app import common, ranking
     from harness.store import queries
-    from harness.tracks.base import all_cards
+    from harness.tracks import all_cards
 
     cards = all_cards()
     try:

@@ -26,16 +26,6 @@ class Tolerance:
     matched: float  # fraction of confident outputs, on both sides, that must have a counterpart
 
 
-TOLERANCES: dict[tuple[str, bool], Tolerance] = {
-    ("classification", False): Tolerance(logits=1e-3, iou=1.0, score=0.0, min_score=0.0, matched=1.0),
-    ("classification", True): Tolerance(logits=5e-2, iou=1.0, score=0.0, min_score=0.0, matched=1.0),
-    ("detection", False): Tolerance(logits=0.0, iou=0.95, score=0.01, min_score=0.3, matched=0.99),
-    ("detection", True): Tolerance(logits=0.0, iou=0.8, score=0.05, min_score=0.3, matched=0.9),
-    ("text", False): Tolerance(logits=0.0, iou=0.95, score=0.01, min_score=0.3, matched=0.99),
-    ("text", True): Tolerance(logits=0.0, iou=0.8, score=0.05, min_score=0.3, matched=0.9),
-}
-
-
 @dataclass
 class CrossCheck:
     images: int
@@ -48,35 +38,19 @@ class CrossCheck:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-def compare_outputs(
-    kind: str, expected: Sequence[Any], got: Sequence[Any], reduced_precision: bool = False
-) -> CrossCheck:
-    """Compare output records of the accuracy pass (`expected`) and the performance pass (`got`)."""
-    tolerance = TOLERANCES[(kind, reduced_precision)]
-    if len(expected) != len(got):
-        return CrossCheck(
-            len(expected),
-            False,
-            reduced_precision,
-            asdict(tolerance),
-            {},
-            f"{len(got)} outputs for {len(expected)} images",
-        )
-    if kind == "classification":
-        return _compare_logits(expected, got, tolerance, reduced_precision)
-    return _compare_boxes(kind, expected, got, tolerance, reduced_precision)
+    @classmethod
+    def failed(cls, images: int, reduced: bool, tolerance: Tolerance, reason: str) -> CrossCheck:
+        return cls(images, False, reduced, asdict(tolerance), {}, reason)
 
 
-def _compare_logits(expected: Sequence[Any], got: Sequence[Any], tol: Tolerance, reduced: bool) -> CrossCheck:
+def compare_logits(expected: Sequence[Any], got: Sequence[Any], tol: Tolerance, reduced: bool) -> CrossCheck:
+    """Records with `logits`: every logit within the tolerance, and the same top-1 class unless it is a near tie."""
     worst = 0.0
     disagreements = 0
     for a, b in zip(expected, got, strict=True):
         la, lb = np.asarray(a.logits, dtype=np.float64), np.asarray(b.logits, dtype=np.float64)
         if la.shape != lb.shape:
-            return CrossCheck(
-                len(expected), False, reduced, asdict(tol), {}, f"logits of shape {lb.shape} vs {la.shape}"
-            )
+            return CrossCheck.failed(len(expected), reduced, tol, f"logits of shape {lb.shape} vs {la.shape}")
         scale = max(1.0, float(np.abs(la).max(initial=0.0)))
         error = float(np.abs(la - lb).max(initial=0.0)) / scale
         worst = max(worst, error)
@@ -93,19 +67,6 @@ def _compare_logits(expected: Sequence[Any], got: Sequence[Any], tol: Tolerance,
     else:
         reason = None
     return CrossCheck(len(expected), reason is None, reduced, asdict(tol), detail, reason)
-
-
-def _boxes_scores_labels(kind: str, record: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if kind == "detection":
-        boxes = np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4)
-        return boxes, np.asarray(record.scores, dtype=np.float64), np.asarray(record.labels, dtype=np.int64)
-    polygons = np.asarray(record.polygons, dtype=np.float64)
-    if len(polygons) == 0:
-        boxes = np.zeros((0, 4))
-    else:  # polygons are compared by their enclosing boxes: robust, and enough to catch other outputs
-        boxes = np.concatenate([polygons.min(axis=1), polygons.max(axis=1)], axis=1)
-    scores = np.asarray(record.scores, dtype=np.float64)
-    return boxes, scores, np.zeros(len(boxes), dtype=np.int64)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -145,10 +106,13 @@ def _matched(src: tuple, dst: tuple, tol: Tolerance) -> tuple[int, int]:
     return hits, len(confident)
 
 
-def _compare_boxes(kind: str, expected: Sequence[Any], got: Sequence[Any], tol: Tolerance, reduced: bool) -> CrossCheck:
+Scored = tuple[np.ndarray, np.ndarray, np.ndarray]  # one image's boxes (xyxy), scores and labels
+
+
+def compare_boxes(expected: Sequence[Scored], got: Sequence[Scored], tol: Tolerance, reduced: bool) -> CrossCheck:
+    """Confident outputs (boxes, scores, labels per image) must have a counterpart on the other side."""
     hits = total = 0
-    for a, b in zip(expected, got, strict=True):
-        ea, eb = _boxes_scores_labels(kind, a), _boxes_scores_labels(kind, b)
+    for ea, eb in zip(expected, got, strict=True):
         for src, dst in ((ea, eb), (eb, ea)):
             h, n = _matched(src, dst, tol)
             hits += h

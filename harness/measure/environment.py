@@ -223,6 +223,12 @@ def package_version(name: str) -> str | None:
         return None
 
 
+def default_threads() -> int:
+    """Half the cores, at most 4: intra-op threads that compete with other processes for a core spin in
+    barriers and can inflate CPU latency by orders of magnitude."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 def fingerprint(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
     if threads is None:
         import torch

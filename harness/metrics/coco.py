@@ -152,91 +152,79 @@ def validate_ground_truth(gt: Any, path: Path | str | None = None) -> dict[str, 
     if not gt["categories"]:
         raise DatasetError(f"{where}: `categories` is empty", 'list the categories, e.g. {"id": 1, "name": "car"}')
 
-    images = []
-    image_ids: set[int] = set()
-    for i, image in enumerate(gt["images"]):
-        if not isinstance(image, dict):
-            raise DatasetError(f"{where}: images[{i}] is a {type(image).__name__}, expected an object")
-        image_id = image.get("id")
-        if not _is_int(image_id):
-            raise DatasetError(
-                f"{where}: images[{i}] has `id` {image_id!r}, expected an integer",
-                "give every image an integer id",
-            )
-        if image_id in image_ids:
-            raise DatasetError(f"{where}: images[{i}] repeats image id {image_id}", "image ids must be unique")
-        image_ids.add(int(image_id))
-        images.append({**image, "id": int(image_id)})
-
-    categories = []
-    category_ids: set[int] = set()
-    for i, category in enumerate(gt["categories"]):
-        if not isinstance(category, dict):
-            raise DatasetError(f"{where}: categories[{i}] is a {type(category).__name__}, expected an object")
-        category_id = category.get("id")
-        if not _is_int(category_id):
-            raise DatasetError(
-                f"{where}: categories[{i}] has `id` {category_id!r}, expected an integer",
-                "give every category an integer id",
-            )
-        if category_id in category_ids:
-            raise DatasetError(
-                f"{where}: categories[{i}] repeats category id {category_id}", "category ids must be unique"
-            )
-        category_ids.add(int(category_id))
-        categories.append({**category, "id": int(category_id)})
-
+    images, image_ids = _entries_with_ids(gt["images"], "images", "image", where)
+    categories, category_ids = _entries_with_ids(gt["categories"], "categories", "category", where)
     annotations = []
     annotation_ids: set[int] = set()
     for i, ann in enumerate(gt["annotations"]):
-        if not isinstance(ann, dict):
-            raise DatasetError(f"{where}: annotations[{i}] is a {type(ann).__name__}, expected an object")
-        entry = f"{where}: annotations[{i}] (id {ann.get('id')!r}, image_id {ann.get('image_id')!r})"
-        for key in ("id", "image_id", "category_id", "bbox"):
-            if key not in ann:
-                raise DatasetError(f"{entry}: has no `{key}`", "every annotation needs id, image_id, category_id, bbox")
-        for key in ("id", "image_id", "category_id"):
-            if not _is_int(ann[key]):
-                raise DatasetError(f"{entry}: `{key}` is {ann[key]!r}, expected an integer")
-        if ann["id"] in annotation_ids:
-            raise DatasetError(f"{entry}: repeats annotation id {ann['id']}", "annotation ids must be unique")
-        annotation_ids.add(int(ann["id"]))
-        if ann["image_id"] not in image_ids:
+        annotations.append(_checked_annotation(ann, f"{where}: annotations[{i}]", image_ids, category_ids))
+        if annotations[-1]["id"] in annotation_ids:
             raise DatasetError(
-                f"{entry}: `image_id` {ann['image_id']} is not in `images`",
-                "add the image or drop the annotation",
+                f"{where}: annotations[{i}] (id {ann['id']!r}, image_id {ann['image_id']!r}): repeats annotation id "
+                f"{ann['id']}",
+                "annotation ids must be unique",
             )
-        if ann["category_id"] not in category_ids:
-            raise DatasetError(
-                f"{entry}: `category_id` {ann['category_id']} is not in `categories` {sorted(category_ids)}",
-                "add the category or fix the annotation",
-            )
-        problem = _bbox_problem(ann["bbox"])
-        if problem:
-            raise DatasetError(f"{entry}: {problem}")
-        bbox = [float(v) for v in ann["bbox"]]
-        area = ann.get("area", bbox[2] * bbox[3])
-        if not _is_number(area) or area < 0:
-            raise DatasetError(
-                f"{entry}: `area` is {area!r}, expected a finite number >= 0", "set area to the box's w*h"
-            )
-        iscrowd = ann.get("iscrowd", 0)
-        if not (isinstance(iscrowd, numbers.Integral) and int(iscrowd) in (0, 1)):
-            raise DatasetError(
-                f"{entry}: `iscrowd` is {iscrowd!r}, expected 0 or 1", "use 1 for ignore regions, else 0"
-            )
-        annotations.append(
-            {
-                **ann,
-                "id": int(ann["id"]),
-                "image_id": int(ann["image_id"]),
-                "category_id": int(ann["category_id"]),
-                "bbox": bbox,
-                "area": float(area),
-                "iscrowd": int(iscrowd),
-            }
-        )
+        annotation_ids.add(annotations[-1]["id"])
     return {**gt, "images": images, "annotations": annotations, "categories": categories}
+
+
+def _entries_with_ids(entries: list, key: str, what: str, where: str) -> tuple[list[dict[str, Any]], set[int]]:
+    """Copies of the `images` or `categories` entries with integer, unique ids, and the set of those ids."""
+    out, ids = [], set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise DatasetError(f"{where}: {key}[{i}] is a {type(entry).__name__}, expected an object")
+        entry_id = entry.get("id")
+        if not _is_int(entry_id):
+            raise DatasetError(
+                f"{where}: {key}[{i}] has `id` {entry_id!r}, expected an integer", f"give every {what} an integer id"
+            )
+        if entry_id in ids:
+            raise DatasetError(f"{where}: {key}[{i}] repeats {what} id {entry_id}", f"{what} ids must be unique")
+        ids.add(int(entry_id))
+        out.append({**entry, "id": int(entry_id)})
+    return out, ids
+
+
+def _checked_annotation(ann: Any, at: str, image_ids: set[int], category_ids: set[int]) -> dict[str, Any]:
+    """A normalised copy of one annotation (iscrowd and area filled in); `DatasetError` names its fault."""
+    if not isinstance(ann, dict):
+        raise DatasetError(f"{at} is a {type(ann).__name__}, expected an object")
+    entry = f"{at} (id {ann.get('id')!r}, image_id {ann.get('image_id')!r})"
+    for key in ("id", "image_id", "category_id", "bbox"):
+        if key not in ann:
+            raise DatasetError(f"{entry}: has no `{key}`", "every annotation needs id, image_id, category_id, bbox")
+    for key in ("id", "image_id", "category_id"):
+        if not _is_int(ann[key]):
+            raise DatasetError(f"{entry}: `{key}` is {ann[key]!r}, expected an integer")
+    if ann["image_id"] not in image_ids:
+        raise DatasetError(
+            f"{entry}: `image_id` {ann['image_id']} is not in `images`", "add the image or drop the annotation"
+        )
+    if ann["category_id"] not in category_ids:
+        raise DatasetError(
+            f"{entry}: `category_id` {ann['category_id']} is not in `categories` {sorted(category_ids)}",
+            "add the category or fix the annotation",
+        )
+    problem = _bbox_problem(ann["bbox"])
+    if problem:
+        raise DatasetError(f"{entry}: {problem}")
+    bbox = [float(v) for v in ann["bbox"]]
+    area = ann.get("area", bbox[2] * bbox[3])
+    if not _is_number(area) or area < 0:
+        raise DatasetError(f"{entry}: `area` is {area!r}, expected a finite number >= 0", "set area to the box's w*h")
+    iscrowd = ann.get("iscrowd", 0)
+    if not (isinstance(iscrowd, numbers.Integral) and int(iscrowd) in (0, 1)):
+        raise DatasetError(f"{entry}: `iscrowd` is {iscrowd!r}, expected 0 or 1", "use 1 for ignore regions, else 0")
+    return {
+        **ann,
+        "id": int(ann["id"]),
+        "image_id": int(ann["image_id"]),
+        "category_id": int(ann["category_id"]),
+        "bbox": bbox,
+        "area": float(area),
+        "iscrowd": int(iscrowd),
+    }
 
 
 def validate_results(results: Any, gt: dict[str, Any], source: Path | str | None = None) -> list[dict[str, Any]]:

@@ -225,27 +225,18 @@ def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
     det_dont_care[pair_det[packed.gt_dont_care[pair_gt] & (precision > tp)]] = True
     det_cared = ~det_dont_care
 
-    # Step 3: one-to-one. Each candidate pair is the only one in its row and its column, so the official
-    # nested loop's order cannot change the outcome and all pairs are decided at once.
-    both = (recall >= tr) & (precision >= tp)
-    both_per_gt = np.bincount(pair_gt[both], minlength=n_gt)
-    both_per_det = np.bincount(pair_det[both], minlength=n_det)
+    # Step 3: one-to-one.
     overlaps_of_gt = np.bincount(pair_gt[det_cared[pair_det] & (recall > 0)], minlength=n_gt)
     overlaps_of_det = np.bincount(pair_det[gt_cared[pair_gt] & (recall > 0)], minlength=n_det)
-    single = (
-        both
-        & (both_per_gt[pair_gt] == 1)
-        & (both_per_det[pair_det] == 1)
-        & gt_cared[pair_gt]
-        & det_cared[pair_det]
-        & (overlaps_of_gt[pair_gt] == 1)
-        & (overlaps_of_det[pair_det] == 1)
+    one_gt, one_det = _one_to_one(
+        packed,
+        params,
+        (pair_gt, pair_det),
+        (recall, precision),
+        (gt_cared, det_cared),
+        (overlaps_of_gt, overlaps_of_det),
+        ((gt_centre, det_centre), (gt_diagonal, det_diagonal)),
     )
-    one_gt, one_det = pair_gt[single], pair_det[single]
-    delta = np.abs(gt_centre[one_gt] - det_centre[one_det])
-    distance = np.sqrt(delta[:, 0] * delta[:, 0] + delta[:, 1] * delta[:, 1])
-    close = distance / (gt_diagonal[one_gt] + det_diagonal[one_det]) * 2.0 < params.centre_threshold
-    one_gt, one_det = one_gt[close], one_det[close]
     gt_matched = np.zeros(n_gt, dtype=bool)
     det_matched = np.zeros(n_det, dtype=bool)
     gt_matched[one_gt] = True
@@ -253,6 +244,7 @@ def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
     matched_per_image = np.bincount(packed.gt_image[one_gt], minlength=n_images)
     recall_sums = [float(count) * params.one_to_one_weight for count in matched_per_image.tolist()]
     precision_sums = list(recall_sums)
+    sums = (recall_sums, precision_sums)
 
     # Step 4: one-to-many, ground truths in order.
     splits = _group_matches(
@@ -266,13 +258,7 @@ def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
     )
     for g, dets in splits:
         gt_matched[g] = True
-        image = int(packed.gt_image[g])
-        if len(dets) == 1:
-            recall_sums[image] += params.one_to_one_weight
-            precision_sums[image] += params.one_to_one_weight
-        else:
-            recall_sums[image] += params.split_weight
-            precision_sums[image] += params.split_weight * len(dets)
+        _credit(sums, int(packed.gt_image[g]), len(dets), (params.one_to_one_weight, params.split_weight), True)
 
     # Step 5: many-to-one, detections in order, on the pairs re-sorted by (det, gt).
     by_det = np.argsort(pair_det, kind="stable")
@@ -287,13 +273,7 @@ def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
     )
     for d, gts in merges:
         det_matched[d] = True
-        image = int(packed.det_image[d])
-        if len(gts) == 1:
-            recall_sums[image] += params.one_to_one_weight
-            precision_sums[image] += params.one_to_one_weight
-        else:
-            recall_sums[image] += params.merge_weight * len(gts)
-            precision_sums[image] += params.merge_weight
+        _credit(sums, int(packed.det_image[d]), len(gts), (params.one_to_one_weight, params.merge_weight), False)
 
     return _Outcome(
         packed=packed,
@@ -306,6 +286,68 @@ def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
         splits=splits,
         merges=merges,
     )
+
+
+Pair = tuple[np.ndarray, np.ndarray]  # (of the ground truths, of the detections)
+
+
+def _one_to_one(
+    packed: PackedText,
+    params: DetEvalParams,
+    pairs: Pair,
+    ratios: Pair,
+    cared: Pair,
+    overlaps: Pair,
+    shapes: tuple[Pair, Pair],
+) -> Pair:
+    """The one-to-one matches (gt indices, det indices) among the overlapping `pairs`, from their area recall and
+    precision (`ratios`), which items are cared for, how many items each overlaps, and the items' centres and
+    diagonals. Each candidate pair is the only one in its row and its column, so the official nested loop's
+    order cannot change the outcome and all pairs are decided at once."""
+    (pair_gt, pair_det), (recall, precision) = pairs, ratios
+    (gt_cared, det_cared), (overlaps_of_gt, overlaps_of_det) = cared, overlaps
+    (gt_centre, det_centre), (gt_diagonal, det_diagonal) = shapes
+    n_gt, n_det = len(packed.gt_quads), len(packed.det_quads)
+    both = (recall >= params.area_recall) & (precision >= params.area_precision)
+    both_per_gt = np.bincount(pair_gt[both], minlength=n_gt)
+    both_per_det = np.bincount(pair_det[both], minlength=n_det)
+    single = (
+        both
+        & (both_per_gt[pair_gt] == 1)
+        & (both_per_det[pair_det] == 1)
+        & gt_cared[pair_gt]
+        & det_cared[pair_det]
+        & (overlaps_of_gt[pair_gt] == 1)
+        & (overlaps_of_det[pair_det] == 1)
+    )
+    one_gt, one_det = pair_gt[single], pair_det[single]
+    delta = np.abs(gt_centre[one_gt] - det_centre[one_det])
+    distance = np.sqrt(delta[:, 0] * delta[:, 0] + delta[:, 1] * delta[:, 1])
+    close = distance / (gt_diagonal[one_gt] + det_diagonal[one_det]) * 2.0 < params.centre_threshold
+    return one_gt[close], one_det[close]
+
+
+def _credit(
+    sums: tuple[list[float], list[float]],
+    image: int,
+    partners: int,
+    weights: tuple[float, float],
+    many_detections: bool,
+) -> None:
+    """Credit one match of an image to its (recall, precision) sums: a single partner counts as one-to-one
+    (`weights[0]`); several get `weights[1]`, times their number on the side they are on (the detections of a
+    split, the ground truths of a merge)."""
+    recall_sums, precision_sums = sums
+    one_to_one_weight, weight = weights
+    if partners == 1:
+        recall_sums[image] += one_to_one_weight
+        precision_sums[image] += one_to_one_weight
+    elif many_detections:
+        recall_sums[image] += weight
+        precision_sums[image] += weight * partners
+    else:
+        recall_sums[image] += weight * partners
+        precision_sums[image] += weight
 
 
 def _run(gt: list[ImageGT], det: list[ImageDet], form: str, params: DetEvalParams | None) -> _Outcome:

@@ -11,19 +11,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.runners import LOG_TAIL_CHARS, IngestResult, read_outcome
-from harness.runners.ingest import IngestJob
+from harness.runners.base import LOG_TAIL_CHARS, BaseRunner, IngestResult, StepExit, classify
+from harness.sandbox.job import IngestJob
 
 # Variables the child must not inherit: it has no business knowing where the store or hidden data live.
 SCRUBBED_ENV_PREFIXES = ("HARNESS_",)
 
 
-class LocalRunner:
+class LocalRunner(BaseRunner):
     name = "local"
     trusted = True
-
-    def __init__(self, **_: object):
-        pass
 
     def run(self, job: IngestJob, time_limit_s: float) -> IngestResult:
         out_dir = Path(job.out_dir)
@@ -36,7 +33,7 @@ class LocalRunner:
         with tempfile.TemporaryFile() as log:
             start = time.monotonic()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.runners.ingest", str(job_file)],
+                [sys.executable, "-m", "harness.sandbox.driver", str(job_file)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -57,7 +54,8 @@ class LocalRunner:
             size = log.tell()
             log.seek(max(0, size - LOG_TAIL_CHARS))
             tail = log.read().decode("utf-8", "replace")
-        return read_outcome(out_dir, proc.returncode, timed_out, tail, wall, time_limit_s)
+        step = StepExit(proc.returncode, timed_out=timed_out, time_limit_s=time_limit_s)
+        return classify(out_dir, step, tail, wall)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

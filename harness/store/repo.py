@@ -363,21 +363,13 @@ def _migration_lock(sqlite_path: Path | None) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_or_none(v) for v in value]
-    return value
-
-
 def _json_without_nan(value: Any) -> str:
     """JSON for PostgreSQL: a non-finite float (NaN, ±Infinity) becomes null instead of failing the write."""
     import json
 
-    return json.dumps(_finite_or_none(value))
+    from harness.records import finite_or_none
+
+    return json.dumps(finite_or_none(value))
 
 
 def idempotency_key(*parts: Any) -> str:

@@ -18,10 +18,6 @@ and compilers) and `info` (a dict the variant may fill; it is stored with the ru
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.metadata as metadata
-import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -29,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError, SubmissionError
+from harness.plugins import BUILTIN, Entry, Registry, builtin_entries, load_target
 
 GROUP = "harness.variants"
 
@@ -51,6 +48,8 @@ class Variant:
     reduced_precision: bool = False
     # Entered around the timed repeats of the performance pass (e.g. "a recompilation here is an error").
     timing_guard: Callable[[], AbstractContextManager] | None = None
+    # Needs `context["calibration"]`: images of the track's calibration split (post-training quantization).
+    needs_calibration: bool = False
 
 
 BUILTIN_TARGETS: dict[str, str] = {
@@ -66,48 +65,38 @@ BUILTIN_TARGETS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class VariantTarget:
-    name: str
-    target: str  # "module:attr"
-    source: str  # "harness" for the built-ins, else the distribution that registered it
-
-
-_resolved: dict[tuple[str, str], Variant] = {}
-
-
-def _entry_points(site_dir: Path | None) -> list[VariantTarget]:
-    dists = metadata.distributions(path=[str(site_dir)]) if site_dir else metadata.distributions()
-    found = []
-    for dist in dists:
-        dist_name = dist.metadata["Name"] or "?"
-        found.extend(VariantTarget(ep.name, ep.value, dist_name) for ep in dist.entry_points if ep.group == GROUP)
-    return found
-
-
-def _merge(into: dict[str, VariantTarget], targets: list[VariantTarget]) -> None:
-    for target in targets:
-        known = into.get(target.name)
-        if known is not None and known.source != target.source:
+def _load(entry: Entry, site_dir: Path | None) -> Variant:
+    where = f"variant `{entry.name}` (entry point `{entry.target}` of `{entry.source}`)"
+    obj = load_target(entry.target, site_dir if entry.source != BUILTIN else None, where, SubmissionError)
+    if isinstance(obj, Variant):
+        if obj.name != entry.name:
             raise SubmissionError(
-                f"variant name `{target.name}` is registered twice: by `{known.source}` and by `{target.source}`",
-                f"give each entry point in the group {GROUP} a name that no other variant uses",
+                f"entry point `{entry.name}` of the group {GROUP} returns a Variant named `{obj.name}`",
+                "make the entry point's name and the Variant's name the same",
             )
-        into[target.name] = target
+        return obj
+    if not callable(obj):
+        raise SubmissionError(
+            f"{where} is a {type(obj).__name__}",
+            "point it at a harness.variants.Variant or at apply(predictor, context)",
+        )
+    # A plain function: `apply(predictor, context) -> predictor`, available everywhere.
+    return Variant(entry.name, f"provided by {entry.source}", obj, reduced_precision=True)
 
 
-def variant_targets(site_dir: Path | None = None) -> dict[str, VariantTarget]:
+VARIANTS: Registry[Variant] = Registry(
+    "variant", GROUP, loader=_load, builtins=builtin_entries(BUILTIN_TARGETS), error=SubmissionError
+)
+
+
+def variant_targets(site_dir: Path | None = None) -> dict[str, Entry]:
     """Every variant name known here: the built-ins, plugins of this environment, and (with `site_dir`) the
     variants of the submission installed there. Nothing is imported."""
-    targets = {name: VariantTarget(name, target, "harness") for name, target in BUILTIN_TARGETS.items()}
-    _merge(targets, _entry_points(None))
-    if site_dir is not None:
-        _merge(targets, _entry_points(Path(site_dir)))
-    return targets
+    return VARIANTS.entries(Path(site_dir) if site_dir is not None else None)
 
 
 def known_variants() -> list[str]:
-    return sorted(variant_targets())
+    return VARIANTS.names()
 
 
 def check_variant_names(
@@ -132,9 +121,8 @@ def check_variant_names(
 
 
 def _unknown(name: str, allowed: set[str]) -> HarnessError:
-    near = difflib.get_close_matches(name, sorted(allowed), n=1)
-    hint = f"did you mean `{near[0]}`?" if near else f"known variants: {', '.join(sorted(allowed))}"
-    return HarnessError(f"unknown variant `{name}`", hint)
+    error = VARIANTS.unknown(name, allowed)
+    return HarnessError(error.message, error.hint)
 
 
 def get_variant(name: str, site_dir: Path | None = None) -> Variant:
@@ -143,48 +131,7 @@ def get_variant(name: str, site_dir: Path | None = None) -> Variant:
     targets = variant_targets(site_dir)
     if name not in targets:
         raise _unknown(name, set(targets))
-    target = targets[name]
-    key = (target.source, target.target)
-    if key not in _resolved:
-        _resolved[key] = _load(target, site_dir)
-    return _resolved[key]
-
-
-def _load(target: VariantTarget, site_dir: Path | None) -> Variant:
-    if target.source == "harness":
-        module_name, _, attr = target.target.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
-    obj = _import_target(target, site_dir)
-    if isinstance(obj, Variant):
-        if obj.name != target.name:
-            raise SubmissionError(
-                f"entry point `{target.name}` of the group {GROUP} returns a Variant named `{obj.name}`",
-                "make the entry point's name and the Variant's name the same",
-            )
-        return obj
-    # A plain function: `apply(predictor, context) -> predictor`, available everywhere.
-    return Variant(target.name, f"provided by {target.source}", obj, reduced_precision=True)  # type: ignore[arg-type]
-
-
-def _import_target(target: VariantTarget, site_dir: Path | None) -> Any:
-    if site_dir is not None and str(site_dir) not in sys.path:
-        sys.path.insert(0, str(site_dir))
-    module_name, _, attr = target.target.partition(":")
-    where = f"variant `{target.name}` (entry point `{target.target}` of `{target.source}`)"
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except Exception as exc:
-        raise SubmissionError(f"{where} fails to import: {type(exc).__name__}: {exc}") from exc
-    for part in filter(None, attr.split(".")):
-        if not hasattr(obj, part):
-            raise SubmissionError(f"{where}: `{module_name}` has no attribute `{part}`")
-        obj = getattr(obj, part)
-    if not isinstance(obj, Variant) and not callable(obj):
-        raise SubmissionError(
-            f"{where} is a {type(obj).__name__}",
-            "point it at a harness.variants.Variant or at apply(predictor, context)",
-        )
-    return obj
+    return VARIANTS.get(name, Path(site_dir) if site_dir is not None else None)
 
 
 def apply_variant(

@@ -280,4 +280,5 @@ INT8_CPU = Variant(
     _available,
     reduced_precision=True,
     timing_guard=_guard,
+    needs_calibration=True,
 )

@@ -177,4 +177,5 @@ TENSORRT_INT8 = Variant(
     _apply_int8,
     _available_int8,
     reduced_precision=True,
+    needs_calibration=True,
 )

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.store.repo import RunOutcome, Store, idempotency_key
-from harness.tracks.base import TrackCard, get_card
+from harness.tracks import TrackCard, get_card
 
 VARIANTS = ("fp32", "bf16", "channels-last")
 HARDWARE = {

@@ -184,7 +184,7 @@ class RayCluster:
     def descendants(self) -> list[psutil.Process]:
         return [child for proc in self.processes for child in _descendants(proc)]
 
-    def task_workers(self, function: str = "_ingest_task") -> list[psutil.Process]:
+    def task_workers(self, function: str = "ingest_task") -> list[psutil.Process]:
         """Ray worker processes of this cluster executing `function` right now (Ray titles them `ray::NAME`)."""
         busy = []
         for proc in self.descendants():

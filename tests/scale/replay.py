@@ -10,17 +10,17 @@ import shutil
 import time
 from pathlib import Path
 
-from harness.runners import IngestResult
-from harness.runners.ingest import IngestJob
+from harness.runners import BaseRunner, IngestResult
+from harness.sandbox.job import IngestJob
 
 REPLAYED = ("predictions.npz", "measurements.json")
 
 
-class ReplayRunner:
+class ReplayRunner(BaseRunner):
     name = "replay"
     trusted = True
 
-    def __init__(self, source: str, **_: object):
+    def __init__(self, source: str):
         self.source = Path(source)
 
     def run(self, job: IngestJob, time_limit_s: float) -> IngestResult:

@@ -15,10 +15,11 @@ import psutil
 import pytest
 
 from harness.errors import HarnessError
-from harness.runners.ingest import IngestJob
-from harness.runners.ray_runner import RayRunner, _local_paths
+from harness.runners.ray import RayRunner
+from harness.runners.ray.worker import local_paths
+from harness.sandbox.job import IngestJob
 from harness.store.repo import Store
-from harness.tracks.base import get_card
+from harness.tracks import get_card
 from tests.conftest import TINY_CNN, make_submission, run_cli
 from tests.scale.cluster import GPU_STAND_IN
 
@@ -115,7 +116,7 @@ def _evaluate_and_kill_a_worker_mid_task(cluster, env: dict[str, str]) -> tuple[
         for worker in cluster.task_workers():
             try:
                 family = worker.children(recursive=True)
-                if any("harness.runners.ingest" in " ".join(p.cmdline()) for p in family):
+                if any("harness.sandbox.driver" in " ".join(p.cmdline()) for p in family):
                     os.kill(worker.pid, signal.SIGKILL)
                     return evaluation, family
             except psutil.Error:
@@ -182,9 +183,9 @@ def test_shared_file_mode_refuses_folders_the_worker_cannot_see(tmp_path):
     )
     staged = {"site_dir": ("", []), "inputs_dir": ("", [])}
     with pytest.raises(FileNotFoundError, match="missing-inputs"):
-        _local_paths(job, staged, "shared")
+        local_paths(job, staged, "shared")
     job.inputs_dir = None
-    _local_paths(job, {"site_dir": ("", [])}, "shared")
+    local_paths(job, {"site_dir": ("", [])}, "shared")
     assert job.site_dir == str(site)
 
 
@@ -201,3 +202,15 @@ def test_requests_the_cluster_cannot_meet_are_refused_up_front(ray_cluster):
     assert env["threads"] == 1 and env["device"] == "cpu"
     assert runner.expected_hardware_class == f"CPU {env['cpu_model']} / 1 threads"
     assert runner.trusted, "the classification card's runner is local: the ray runner trusts the code too"
+
+
+@pytest.mark.ray
+def test_the_ray_runner_gets_the_same_output_checks(ray_cluster, ray_env, harness_env, tmp_path):
+    """Files that come back from a Ray worker are checked on the driver like any runner's."""
+    from tests.conftest import TAMPERING_CNN, assert_tampering_caught
+
+    sub = make_submission(tmp_path, "tamper", module_body=TAMPERING_CNN)
+    assert run_cli("submit", str(sub), env=harness_env).returncode == 0
+    args = ("evaluate", "--track", "classification", "--runner", "ray", "--address", ray_cluster.address, "--json")
+    assert_tampering_caught(run_cli(*args, env={**harness_env, **ray_env}))
+

@@ -17,7 +17,9 @@ from collections import Counter
 
 import pytest
 
-from harness import api
+from harness.config import harness_home
+from harness.service.evaluate import evaluate
+from harness.service.submit import store_submission
 from harness.store.repo import Store
 from tests.conftest import make_submission
 from tests.scale.cluster import GPU_STAND_IN
@@ -38,14 +40,14 @@ def test_500_jobs_through_ray_store_500_runs(ray_cluster, pg_env, tmp_path, caps
 
     # One real ingestion (local runner, its own SQLite store), whose output files every task replays.
     local_store = Store(f"sqlite:///{tmp_path / 'record.db'}")
-    api.store_submission(folder, local_store, entries=names[:1])  # the rows `harness submit` adds, unchecked
-    (recorded_run,) = api.evaluate("classification", variants=["fp32"], runner="local", store=local_store)
+    store_submission(folder, local_store, entries=names[:1])  # the rows `harness submit` adds, unchecked
+    (recorded_run,) = evaluate("classification", variants=["fp32"], runner="local", store=local_store)
     assert recorded_run["status"] == "ok", recorded_run["error"]
     recorded = tmp_path / "recorded"
-    shutil.copytree(api.harness_home() / "runs" / str(recorded_run["run_id"]), recorded)
+    shutil.copytree(harness_home() / "runs" / str(recorded_run["run_id"]), recorded)
 
     store = Store(pg_env["HARNESS_DB_URL"])
-    api.store_submission(folder, store)
+    store_submission(folder, store)
     options = {
         "address": ray_cluster.address,
         "resources": {GPU_STAND_IN: 1},
@@ -54,7 +56,7 @@ def test_500_jobs_through_ray_store_500_runs(ray_cluster, pg_env, tmp_path, caps
     }
     events: Counter[str] = Counter()
     start = time.monotonic()
-    results = api.evaluate(
+    results = evaluate(
         "classification",
         runner="ray",
         runner_options=options,
@@ -74,7 +76,7 @@ def test_500_jobs_through_ray_store_500_runs(ray_cluster, pg_env, tmp_path, caps
     assert {r.runner for r in runs} == {"ray"} and {r.status for r in runs} == {"ok"}
 
     # Nothing left in the queue: a second pass claims nothing.
-    assert api.evaluate("classification", runner="ray", runner_options=options, store=store) == []
+    assert evaluate("classification", runner="ray", runner_options=options, store=store) == []
     assert store.count_runs() == 500
     store.engine.dispose()
     with capsys.disabled():

@@ -12,21 +12,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.config import Settings
 from harness.errors import HarnessError
-from harness.runners.docker import (
-    PHASES,
-    DockerLimits,
-    DockerRunner,
-    Rejected,
-    SandboxImage,
-    check_npz,
-    check_timing,
-    extract_output,
-    read_error_file,
-    sanitize_measurements,
-)
-from harness.runners.ingest import IngestJob
+from harness.runners.docker import DockerLimits, DockerRunner, SandboxImage
+from harness.runners.docker.command import container_job, mounts
+from harness.runners.docker.session import extract_output
+from harness.sandbox.job import IngestJob
+from harness.sandbox.measurements import Measurements, Rejected
+from harness.verify import PHASES, check_npz, check_timing, read_error_file
 from tests.conftest import make_submission, run_cli
+
+
+def sanitize_measurements(data: dict, job: IngestJob) -> dict:
+    """The host's reading of a measurements file, as JSON (what `harness.verify` stores)."""
+    return Measurements.from_json(data, job.mode, job.batch_size).to_json()
 
 
 def _job(tmp_path: Path, **overrides) -> IngestJob:
@@ -92,7 +91,7 @@ def test_timing_bound_needs_each_marker_once_in_order(marks):
 
 
 def test_supervisor_stamps_are_used_when_they_agree_with_the_host():
-    from harness.runners.docker import SessionRecord
+    from harness.runners.docker.session import SessionRecord
 
     session = SessionRecord()
     session.marks = [("perf-start", 10.30, 10.0), ("perf-end", 12.5, 12.2)]
@@ -240,12 +239,12 @@ def test_malformed_measurements_are_rejected_as_tampered(tmp_path, change, messa
 
 
 def test_limits_from_the_environment():
-    limits = DockerLimits.from_env(
-        {"HARNESS_DOCKER_MEMORY": "2g", "HARNESS_DOCKER_PIDS": "64", "HARNESS_DOCKER_LOG_MB": "8"}
+    limits = DockerLimits.from_settings(
+        Settings.from_env({"HARNESS_DOCKER_MEMORY": "2g", "HARNESS_DOCKER_PIDS": "64", "HARNESS_DOCKER_LOG_MB": "8"})
     )
     assert (limits.memory, limits.pids, limits.log_bytes) == ("2g", 64, 8 << 20)
     with pytest.raises(HarnessError, match="HARNESS_DOCKER_PIDS='many' is not a number"):
-        DockerLimits.from_env({"HARNESS_DOCKER_PIDS": "many"})
+        DockerLimits.from_settings(Settings.from_env({"HARNESS_DOCKER_PIDS": "many"}))
 
 
 def test_command_locks_the_sandbox_down(tmp_path, monkeypatch):
@@ -282,7 +281,7 @@ def test_command_locks_the_sandbox_down(tmp_path, monkeypatch):
     assert f"type=bind,source={split / 'inputs'},target=/inputs,readonly" in mounts
     assert not any(str(split / "hidden") in m or str(home) + "," in m for m in mounts)
     assert site.stat().st_mode & 0o005 == 0o005  # the staged site was opened up for the sandbox's user
-    inner = runner.container_job(job)
+    inner = container_job(job)
     assert (inner.device, inner.inputs_dir, inner.out_dir, inner.marker_fd) == ("cuda:0", "/inputs", "/out", 3)
 
 
@@ -293,7 +292,7 @@ def test_a_mount_that_would_expose_the_store_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_HOME", str(Path(sys.prefix) / "harness-home"))
     runner = DockerRunner(SandboxImage("harness-sandbox:local", "host"))
     with pytest.raises(HarnessError, match="would expose"):
-        runner.mounts(_job(tmp_path), tmp_path / "job.json")
+        mounts(runner.image, _job(tmp_path), tmp_path / "job.json")
 
 
 # against the local runner ----------------------------------------------------------------------------------
@@ -350,3 +349,16 @@ def test_check_in_the_sandbox_matches_the_local_check(docker_image, harness_env,
         assert out.returncode == 0, out.stdout + out.stderr
         reports[runner] = json.loads(out.stdout)
     assert reports["docker"] == reports["local"]
+
+
+@pytest.mark.docker
+def test_the_docker_runner_catches_a_rewritten_measurements_file(docker_image, harness_env, tmp_path):
+    from tests.conftest import TAMPERING_CNN, assert_tampering_caught
+    from tests.security.conftest import SANDBOX_ENV
+
+    env = {**harness_env, **SANDBOX_ENV}
+    sub = make_submission(tmp_path, "tamper", module_body=TAMPERING_CNN)
+    assert run_cli("submit", str(sub), env=env).returncode == 0
+    result = run_cli("evaluate", "--track", "classification", "--runner", "docker", "--json", env=env, timeout=900)
+    assert_tampering_caught(result)
+

@@ -90,7 +90,7 @@ def register_unchecked(project: Path, env: dict[str, str]) -> None:
     """Store every entry point of `project` as `harness submit` does, minus the check. The check would run
     each attack's code once more, on the host (dormant there, but still), and would double the suite's time;
     the check itself is tested with the CLI elsewhere."""
-    from harness.api import store_submission
+    from harness.service.submit import store_submission
     from harness.store import repo
 
     with pytest.MonkeyPatch.context() as patch:

@@ -362,7 +362,7 @@ def test_store_without_runs_shows_the_commands_to_run(tmp_path, monkeypatch):
 
 def test_runs_of_another_track_version_are_never_ranked(leaderboard_env, tmp_path, monkeypatch):
     """The card is bumped to the next version: every stored run is now of an older version and none is ranked."""
-    import harness.tracks.base as tracks_base
+    import harness.tracks as tracks_base
 
     card_text = (tracks_base.CARDS_DIR / "classification.toml").read_text()
     current = get_card("classification").version

@@ -114,3 +114,65 @@ def test_best_over_time_marks_only_new_bests():
     assert timeline["run_id"].tolist() == [1, 2, 3, 5, 6]
     assert timeline["best_so_far"].tolist() == [0.5, 0.7, 0.7, 0.7, 0.8]
     assert timeline["record"].tolist() == [True, True, False, False, True]
+
+
+def test_cli_and_board_rank_ties_identically(tmp_path):
+    """Entries tied on the metric (some on latency too, some without a latency) in a real store: `harness
+    leaderboard --json` and the board's ranking put them in the same order, with the same ranks."""
+    import json
+
+    from harness.leaderboard_app.ranking import macs_key
+    from harness.store import queries
+    from harness.store.repo import RunOutcome, Store, idempotency_key
+    from harness.tracks import get_card
+    from tests.conftest import run_cli
+
+    card = get_card("classification")
+    url = f"sqlite:///{tmp_path / 'ties.db'}"
+    store = Store(url)
+    entries = [  # name, top1, ranked latency (None: no latency summary)
+        ("e1", 0.90, 2.0),
+        ("e2", 0.95, 5.0),
+        ("e3", 0.90, 2.0),
+        ("e4", 0.90, 1.0),
+        ("e5", 0.90, None),
+        ("e6", 0.95, 5.0),
+        ("e7", 0.80, 0.5),
+    ]
+    for name, top1, latency in entries:
+        row, _ = store.add_submission(
+            name=name, track=card.name, content_hash=name * 8, project=name, entry_point=f"{name}:build",
+            variants=["fp32"], source_path="/x", stored_path="/x", site_path="/x", params=10, macs={}, bytes=10,
+            build_options={}, queued=True,
+        )  # fmt: skip
+        run_id = store.claim_run(
+            idempotency_key(name),
+            submission_id=row.id, variant="fp32", track=card.name, track_version=card.version, card_hash="c",
+            dataset="digits/test", dataset_hash="d", device="cpu", profile="quick", runner="local",
+            hardware_class="CPU T / 1 threads", harness_version="0", scorer_version="0", primary_metric="top1",
+        )  # fmt: skip
+        summary = {
+            "batch_size": 1, "ranked_ms": latency, "p50_ms": latency, "p90_ms": latency, "p95_ms": latency,
+            "p99_ms": latency, "mean_ms": latency, "std_ms": 0.0, "cv": 0.0, "repeats": 1, "iterations": 1,
+            "timer": "perf_counter_ns", "noisy": False, "noise_reasons": [], "repeat_medians_ms": [latency],
+            "repeat_sizes": [1], "samples_ms": [latency],
+        }  # fmt: skip
+        store.finish_run(
+            run_id,
+            RunOutcome(
+                status="ok", metrics={"top1": top1, "top5": 1.0}, primary_value=top1,
+                complexity={"params": 10, "bytes": 10, "macs": {}, "macs_std": {}},
+                latency={"device": summary, "e2e": summary} if latency is not None else None,
+                environment={"device": "cpu", "threads": 1},
+            ),
+        )  # fmt: skip
+    cli = run_cli("leaderboard", "--track", card.name, "--json", env={"HARNESS_DB_URL": url})
+    assert cli.returncode == 0, cli.stderr
+    cli_order = [(row["submission"], row["rank"]) for row in json.loads(cli.stdout)]
+    engine = queries.read_only_engine(url)
+    board = rank(queries.standings(engine, card.name, card.version, macs_key(card), card.metrics), True)
+    board_order = list(zip(board["submission"], board["rank"], strict=True))
+    assert cli_order == board_order
+    # e2 and e6 tie completely: the earlier run first; e4 beats e1/e3 on latency; e5 (no latency) last of 0.90.
+    assert [name for name, _ in cli_order] == ["e2", "e6", "e4", "e1", "e3", "e5", "e7"]
+    assert [r for _, r in cli_order] == list(range(1, 8))

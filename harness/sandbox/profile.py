@@ -1,8 +1,6 @@
-"""Per-layer-type time breakdown of a run's model: where the milliseconds of one inference go.
+"""Per-layer-type time breakdown of a model: where the milliseconds of one inference go (sandbox side; the
+host side is `harness.service.layers`).
 
-`layer_breakdown_for_runs` (host side, behind `harness compare --layers`) re-runs each stored run's
-submission, with the run's variant and device, through the run's runner in the ingestion driver's
-`profile` mode: submission code runs in the sandbox, never in the CLI's process. Inside the sandbox
 `profile_forward` times the forward step under `torch.profiler` and adds up the *self* time of every
 operator (so nothing is counted twice) by category: convolution, linear/matmul, activation,
 normalization, pooling, upsampling, elementwise, other. On CUDA the self time is the GPU time of the
@@ -15,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,96 +148,3 @@ def _result(times: dict[tuple[str, ...], float], calls: int, source: str) -> dic
         "iterations": calls,
         "source": source,
     }
-
-
-# host side ---------------------------------------------------------------------------------------------
-
-
-def _split_inputs(run: Any, split: str) -> Path:
-    """The inputs folder of the materialised split a run was measured on (or its sibling split)."""
-    from harness.config import datasets_dir
-    from harness.datasets import get_spec, materialize
-    from harness.errors import HarnessError
-
-    name, _, measured_split = run.dataset.partition("/")
-    spec = get_spec(name)
-    if not spec.needs_source:
-        return materialize(name, split).inputs_dir
-    for card in sorted((datasets_dir() / name).glob(f"v{spec.version}-*/{measured_split}/dataset.json")):
-        if json.loads(card.read_text()).get("digest") == run.dataset_hash:
-            folder = card.parent.parent / split / "inputs"
-            if folder.is_dir():
-                return folder
-    raise HarnessError(
-        f"the inputs of run {run.id}'s dataset `{run.dataset}` (split `{split}`) are not prepared here",
-        f"run `harness datasets prepare {name} --split {split} --data-dir SOURCE` with the run's source",
-    )
-
-
-def layer_breakdown_for_runs(
-    run_ids: Sequence[int], store: Any = None, iterations: int = 20
-) -> dict[int, dict[str, float]]:
-    """{run_id: {layer type: ms per inference}} for stored runs, profiled through each run's runner."""
-    from harness.api import default_threads
-    from harness.errors import HarnessError
-    from harness.runners import get_runner
-    from harness.runners.ingest import IngestJob
-    from harness.store import open_store
-    from harness.tracks.base import get_card, track_module
-
-    store = store or open_store()
-    breakdown: dict[int, dict[str, float]] = {}
-    for run_id in run_ids:
-        run = store.get_run(int(run_id))
-        if run is None:
-            raise HarnessError(
-                f"run {run_id} is not in this store, so its model cannot be profiled",
-                "profile runs of the local store (results files carry no model)",
-            )
-        if run.status != "ok":
-            breakdown[run.id] = {}
-            continue
-        if run.device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise HarnessError(
-                    f"run {run.id} was measured on {run.device}; this machine has no CUDA device",
-                    "profile it on the machine that measured it",
-                )
-        card = get_card(run.track)
-        module = track_module(card)
-        inputs_dir = _split_inputs(run, run.dataset.partition("/")[2])
-        hidden_dir = inputs_dir.parent / "hidden"
-        needs_calibration = run.variant in ("int8-cpu", "tensorrt-int8")
-        env = run.environment.data if run.environment else {}
-        with tempfile.TemporaryDirectory(prefix="harness-profile-") as tmp:
-            job = IngestJob(
-                mode="profile",
-                site_dir=run.submission.site_path,
-                entry_name=run.submission.name,
-                build_options=dict(run.submission.build_options or {}),
-                track=card.name,
-                kind=card.kind,
-                variant=run.variant,
-                device=run.device,
-                out_dir=tmp,
-                inputs_dir=str(inputs_dir),
-                threads=int(env.get("threads") or default_threads()),
-                num_classes=(
-                    module.num_classes(card, hidden_dir) if hasattr(module, "num_classes") else card.num_classes
-                ),
-                label_ids=module.label_ids(card, hidden_dir) if hasattr(module, "label_ids") else None,
-                input_size=list(card.input_sizes[0]),
-                accuracy_batch_size=card.accuracy_batch_size,
-                batch_size=card.batch_size,
-                calibration_dir=str(_split_inputs(run, card.calibration_split)) if needs_calibration else None,
-                profile_iterations=iterations,
-            )
-            result = get_runner(run.runner).run(job, card.time_limit_s)
-            if not result.ok:
-                raise HarnessError(
-                    f"profiling run {run.id} ({run.submission.name}@{run.variant}) failed: {result.error}"
-                )
-            breakdown[run.id] = result.measurements()["layers"]
-    return breakdown

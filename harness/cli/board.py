@@ -1,0 +1,88 @@
+"""`harness leaderboard` (the standings in the terminal) and `harness serve` (the Streamlit board)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.render import JsonOpt, app, emit_json, fmt_bytes, fmt_count, make_console
+from harness.errors import HarnessError
+
+
+@app.command()
+def leaderboard(
+    track: Annotated[str, typer.Option("--track", "-t", help="Track to show.")],
+    hardware_class: Annotated[str | None, typer.Option("--hardware-class", help="Only this hardware class.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The standings of a track's current version, ranked within each hardware class."""
+    from rich.table import Table
+
+    from harness.service.standings import standings
+    from harness.tracks import get_card
+
+    card = get_card(track)
+    rows = standings(track, hardware_class)
+    if as_json:
+        emit_json(rows)
+        return
+    console = make_console()
+    if not rows:
+        console.print(
+            f"No finished runs for {card.key} yet. Run `harness submit PATH` then `harness evaluate --track {track}`."
+        )
+        return
+    for hw in dict.fromkeys(r["hardware_class"] for r in rows):
+        table = Table(title=f"{card.title} — {card.key} — {hw}")
+        table.add_column("#", justify="right")
+        table.add_column("submission")
+        table.add_column("variant")
+        for metric in card.metrics:
+            table.add_column(metric, justify="right")
+        for column in ("params", "MACs", "bytes", "p50 ms", "p90 ms", "run"):
+            table.add_column(column, justify="right")
+        for r in (r for r in rows if r["hardware_class"] == hw):
+            macs = next(iter(r["macs"].values()), None)
+            lat = r["latency"] or {}
+            noisy = "*" if lat.get("noisy") else ""
+            table.add_row(
+                str(r["rank"]),
+                r["submission"],
+                r["variant"],
+                *[f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "-" for m in card.metrics],
+                fmt_count(r["params"]),
+                fmt_count(macs),
+                fmt_bytes(r["bytes"]),
+                f"{lat['ranked_ms']:.3f}{noisy}" if lat else "-",
+                f"{lat['p90_ms']:.3f}" if lat else "-",
+                str(r["run_id"]),
+            )
+        console.print(table)
+    console.print("* noisy latency (see `harness show RUN`)")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8501,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Store URL (or a SQLite file path); default HARNESS_DB_URL or ./harness.db."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; 0.0.0.0 exposes it to the network.")
+    ] = "127.0.0.1",
+) -> None:
+    """The Streamlit leaderboard in the browser (read-only): standings, Pareto fronts, variants, history."""
+    import importlib.util
+
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("pandas") is None:
+        raise HarnessError("the leaderboard needs streamlit and pandas", "pip install 'harness[leaderboard]'")
+    from harness.config import db_url
+    from harness.leaderboard_app.server import serve as serve_leaderboard
+
+    url = db_url() if db is None else db if "://" in db else f"sqlite:///{Path(db).resolve()}"
+    typer.echo(f"leaderboard of {url.split('@')[-1]} on http://{host}:{port}", err=True)
+    # In this process, after a warm-up (imports, one standings query), so the first reader does not wait for it.
+    serve_leaderboard(url, port, host)

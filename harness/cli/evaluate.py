@@ -1,0 +1,92 @@
+"""`harness evaluate`, with a progress bar on stderr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from harness.cli.render import JsonOpt, app, emit_json, make_console
+
+
+@app.command()
+def evaluate(
+    track: Annotated[str, typer.Option("--track", "-t", help="Track to evaluate.")],
+    submission: Annotated[list[str] | None, typer.Option("--submission", "-s", help="Only these submissions.")] = None,
+    variant: Annotated[list[str] | None, typer.Option("--variant", "-v", help="Only these variants.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    profile: Annotated[str, typer.Option(help="Latency profile: quick, standard or full.")] = "quick",
+    runner: Annotated[str | None, typer.Option(help="local, docker or ray (default: the track card's).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name (default: the track's).")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Source folder of a real dataset.")] = None,
+    force: Annotated[bool, typer.Option(help="Evaluate again even if an identical run is stored.")] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for the model (fixed during timing).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --runner ray).")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", help="Wall-time limit of one run in seconds (default: the card's).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run queued (or named) submissions of a track: ingestion in a sandbox, scoring outside, one Run each."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.service.evaluate import evaluate as run_evaluate
+
+    console = make_console() if not as_json else None
+    err = __import__("rich.console", fromlist=["Console"]).Console(stderr=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task_id = None
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        nonlocal task_id
+        if event == "start":
+            err.print(
+                f"evaluating {info['jobs']} job(s) of {info['track']} on {info['dataset']} [{info['hardware_class']}]",
+                markup=False,
+            )
+            task_id = bar.add_task("evaluate", total=info["jobs"])
+        elif event == "warning":
+            err.print(f"[yellow]warning:[/] {info['message']}")
+        elif event == "run":
+            bar.update(task_id, description=f"{info['submission']} [{info['variant']}]")
+        elif event in ("done", "skip"):
+            bar.advance(task_id)
+            if event == "done" and console is not None:
+                line = f"{info['submission']} [{info['variant']}]: {info['status']}"
+                if info["status"] == "ok":
+                    line += f"  {info['primary_metric']}={info['metrics'].get(info['primary_metric']):.4f}"
+                    if info["latency"]:
+                        line += f"  p50={info['latency']['p50_ms']:.3f} ms"
+                else:
+                    line += f"  ({info['error']})"
+                bar.console.print(line, markup=False)
+            elif event == "skip":
+                bar.console.print(f"{info['submission']} [{info['variant']}]: skipped ({info['reason']})", markup=False)
+
+    options = {"address": address} if address else None
+    with bar:
+        results = run_evaluate(
+            track,
+            submissions=submission,
+            variants=variant,
+            device=device,
+            profile=profile,
+            runner=runner,
+            dataset=dataset,
+            data_dir=data_dir,
+            force=force,
+            threads=threads,
+            progress=progress,
+            runner_options=options,
+            time_limit_s=time_limit,
+        )
+    if as_json:
+        emit_json(results)

@@ -1,0 +1,93 @@
+"""`harness gate` (regression gates) and `harness score` (score a predictions file offline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.render import JsonOpt, app, emit_json
+from harness.errors import HarnessError
+
+
+@app.command()
+def gate(
+    baseline: Annotated[str, typer.Option(help="Run id, submission@variant, or results file.")],
+    candidate: Annotated[str, typer.Option(help="Run id, submission@variant, or results file.")],
+    max_metric_drop: Annotated[float, typer.Option(help="Largest allowed drop of the primary metric.")] = 0.005,
+    max_latency_increase: Annotated[float, typer.Option(help="Largest allowed latency increase (0.05 = 5%).")] = 0.05,
+    confidence: Annotated[float, typer.Option(help="Confidence of the latency-ratio interval.")] = 0.99,
+    method: Annotated[str, typer.Option(help="bootstrap or rank.")] = "bootstrap",
+    allow_cross_hardware: Annotated[
+        bool, typer.Option("--allow-cross-hardware", help="Compare across hardware classes / track versions.")
+    ] = False,
+    output_format: Annotated[str, typer.Option("--format", help="text, markdown, junit or json.")] = "text",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write the JUnit XML report here.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the Markdown report here.")] = None,
+) -> None:
+    """Fail (exit 1) when the candidate's metric drops or its latency grows beyond noise; 3 = inconclusive.
+    One run can write several reports of the same verdict: `--junit gate.xml --markdown gate.md`."""
+    from harness.gate import gate as run_gate
+    from harness.gate import render
+    from harness.service.results import resolve_ref
+
+    result = run_gate(
+        resolve_ref(baseline),
+        resolve_ref(candidate),
+        max_metric_drop=max_metric_drop,
+        max_latency_increase=max_latency_increase,
+        confidence=confidence,
+        allow_cross_hardware=allow_cross_hardware,
+        method=method,
+    )
+    report = render(result, output_format)
+    for path, text in ((junit, render(result, "junit")), (markdown, render(result, "markdown")), (output, report)):
+        if path is not None:
+            path.write_text(text)
+    if output:
+        typer.echo(render(result, "text") if output_format != "text" else report)
+    else:
+        typer.echo(report)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def score(
+    track: Annotated[str, typer.Option("--track", "-t", help="small-object or text-detection.")],
+    ground_truth: Annotated[Path, typer.Option("--ground-truth", help="COCO json, or an RRC gt folder/zip.")],
+    predictions: Annotated[
+        Path, typer.Option("--predictions", help="COCO results json, or an RRC results folder/zip.")
+    ],
+    ranges: Annotated[str, typer.Option(help="COCO area ranges: coco, tiny or all.")] = "all",
+    backend: Annotated[str, typer.Option(help="COCO backend: pycocotools or faster-coco-eval.")] = "pycocotools",
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a predictions file offline against ground truth (audits, and participants who submit files)."""
+    from harness.tracks import get_card
+
+    card = get_card(track)
+    if card.kind == "detection":
+        from harness.errors import PredictionError
+        from harness.metrics.coco import load_json, score_coco
+
+        metrics = score_coco(
+            load_json(ground_truth),
+            load_json(predictions, error=PredictionError),
+            backend=backend,
+            ranges=ranges,
+            gt_source=str(ground_truth),
+            results_source=str(predictions),
+        )
+    elif card.kind == "text":
+        from harness.formats.rrc import score_text
+
+        metrics = score_text(ground_truth, predictions)
+    else:
+        raise HarnessError(f"`harness score` scores files of detection tracks; `{track}` is a {card.kind} track")
+    if as_json:
+        emit_json({"track": card.key, "metrics": metrics})
+    else:
+        for name, value in metrics.items():
+            typer.echo(f"{name:16s} {value:.6f}")

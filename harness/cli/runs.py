@@ -1,0 +1,116 @@
+"""`harness show`, `harness compare` and `harness export`: stored runs, side by side, to files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.render import JsonOpt, app, emit_json, fmt_bytes, make_console
+from harness.errors import HarnessError
+
+
+@app.command()
+def show(run_id: Annotated[int, typer.Argument(help="Run id.")], as_json: JsonOpt = False) -> None:
+    """Everything stored about one run."""
+    from harness.service.evaluate import run_record
+    from harness.store import open_store
+
+    run = open_store().get_run(run_id)
+    if run is None:
+        raise HarnessError(f"no run with id {run_id}", "see `harness leaderboard --track T` for run ids")
+    data = run_record(run)
+    if as_json:
+        emit_json(data)
+        return
+    console = make_console()
+    for key, value in data.items():
+        if key in ("environment", "details", "latency", "latency_e2e", "metrics") and value:
+            console.print(f"{key}:", markup=False)
+            for k, v in value.items():
+                if k not in ("repeat_medians_ms", "sandbox_environment"):
+                    console.print(f"  {k}: {v}", markup=False)
+        elif key == "log_tail" and value:
+            console.print("log tail:\n" + value, markup=False)
+        else:
+            console.print(f"{key}: {value}", markup=False)
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Runs: ids, submission@variant, or results files.")],
+    layers: Annotated[bool, typer.Option("--layers", help="Add a per-layer-type time breakdown (profiler).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Variants of a model side by side: latency, throughput, bytes, metric, and the change in % vs the first."""
+    from rich.table import Table
+
+    from harness.service.results import compare_rows
+
+    rows = compare_rows(runs)
+    breakdown = None
+    if layers:
+        from harness.service.layers import layer_breakdown_for_runs
+
+        breakdown = layer_breakdown_for_runs([r["run_id"] for r in rows])
+    if as_json:
+        emit_json({"runs": rows, "layers": breakdown} if layers else rows)
+        return
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.1f}%"
+
+    table = Table(title="compare")
+    for column in (
+        "run",
+        "submission",
+        "variant",
+        "p50 ms",
+        "p90 ms",
+        "/s",
+        "bytes",
+        "metric",
+        "Δ p50",
+        "Δ bytes",
+        "Δ metric",
+    ):
+        table.add_column(column, justify="right" if column not in ("submission", "variant") else "left")
+    for r in rows:
+        table.add_row(
+            str(r["run_id"]),
+            r["submission"],
+            r["variant"],
+            f"{r['p50_ms']:.3f}{'*' if r['noisy'] else ''}" if r["p50_ms"] else "-",
+            f"{r['p90_ms']:.3f}" if r["p90_ms"] else "-",
+            f"{r['throughput_per_s']:.1f}" if r["throughput_per_s"] else "-",
+            fmt_bytes(r["bytes"]),
+            f"{r['primary_metric']} {r['metric']:.4f}" if r["metric"] is not None else r["status"],
+            pct(r["change_pct"]["p50_ms"]),
+            pct(r["change_pct"]["bytes"]),
+            f"{r['metric_delta']:+.4f}" if r["metric_delta"] is not None else "-",
+        )
+    console = make_console()
+    console.print(table)
+    if breakdown:
+        layer_table = Table(title="time per layer type (ms per inference, profiler)")
+        kinds = sorted({k for b in breakdown.values() for k in b})
+        layer_table.add_column("run")
+        for kind in kinds:
+            layer_table.add_column(kind, justify="right")
+        for run_id, per_kind in breakdown.items():
+            layer_table.add_row(str(run_id), *[f"{per_kind.get(k, 0.0):.3f}" for k in kinds])
+        console.print(layer_table)
+
+
+@app.command()
+def export(
+    runs: Annotated[list[str] | None, typer.Argument(help="Runs: ids or submission@variant.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Results file to write.")] = Path("results.json"),
+    track: Annotated[str | None, typer.Option("--track", "-t", help="Export a track's current standings.")] = None,
+) -> None:
+    """Write runs, with their latency samples, to a results file that `harness gate` reads anywhere."""
+    from harness.service.results import export_runs
+
+    count = export_runs(runs or [], track, output)
+    typer.echo(f"wrote {count} run(s) to {output}")

@@ -1,0 +1,62 @@
+"""`harness check` and `harness submit`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness.cli.render import JsonOpt, app, emit_json, fmt_bytes, fmt_count, make_console, parse_size
+
+
+@app.command()
+def check(
+    path: Annotated[Path, typer.Argument(help="The submission folder (holds pyproject.toml).")],
+    input_size: Annotated[
+        list[str] | None, typer.Option("--input-size", help="Input size(s) for MACs: N or HxW.")
+    ] = None,
+    runner: Annotated[str, typer.Option(help="Run the submission's code with: local or docker.")] = "local",
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate a submission: manifest, entry point, outputs, params/MACs/bytes and the track's rules."""
+    from harness.service.check import check as run_check
+
+    sizes = [parse_size(s) for s in input_size] if input_size else None
+    reports = run_check(path, sizes, runner=runner)
+    if as_json:
+        data = [r.to_dict() for r in reports]
+        emit_json(data[0] if len(data) == 1 else data)
+    else:
+        for r in reports:
+            mark = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
+            make_console().print(f"{mark} {r.name} (track {r.track})")
+            if r.error:
+                make_console().print(f"  error: {r.error}", markup=False)
+            if r.params is not None:
+                macs = ", ".join(f"{k}: {fmt_count(v)}" for k, v in r.macs.items())
+                make_console().print(f"  params {r.params:,}  MACs {macs}  bytes {fmt_bytes(r.bytes)}", markup=False)
+            for v in r.violations:
+                make_console().print(f"  rule violated: {v}", markup=False)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+def submit(
+    path: Annotated[Path, typer.Argument(help="The submission folder.")],
+    runner: Annotated[
+        str, typer.Option(help="Run the check with: local, or docker for code you did not write.")
+    ] = "local",
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a submission, then store a content-hashed immutable copy, queued for evaluation."""
+    from harness.service.submit import submit as run_submit
+
+    results = run_submit(path, runner=runner)
+    if as_json:
+        emit_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        state = "stored, queued" if r.created else "already stored (same content)"
+        typer.echo(f"{r.name}: {state} as submission {r.id} [{r.content_hash[:12]}] for track {r.track}")

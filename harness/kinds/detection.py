@@ -1,0 +1,90 @@
+"""Detection: `Detections` (xyxy boxes, scores, category ids) per image, scored as COCO box AP against
+`hidden/instances.json`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.contract import Detections, OutputError
+from harness.kinds import TaskKind, check_array, check_inside, concatenated, offsets
+from harness.measure.crosscheck import CrossCheck, Tolerance, compare_boxes
+
+
+def _ground_truth(hidden_dir: Path) -> dict:
+    from harness.metrics.coco import load_json
+
+    return load_json(hidden_dir / "instances.json")
+
+
+class Detection(TaskKind):
+    name = "detection"
+    record_type = Detections
+    scorer_version = "coco-bbox-1"
+    tolerances = {
+        False: Tolerance(logits=0.0, iou=0.95, score=0.01, min_score=0.3, matched=0.99),
+        True: Tolerance(logits=0.0, iou=0.8, score=0.05, min_score=0.3, matched=0.9),
+    }
+
+    def check_record(self, record: Any, height: int, width: int, context: dict[str, Any], where: str) -> None:
+        boxes = check_array("boxes", record.boxes, 2, 4, where)
+        scores = check_array("scores", record.scores, 1, None, where)
+        labels = check_array("labels", record.labels, 1, None, where)
+        if not (len(boxes) == len(scores) == len(labels)):
+            raise OutputError(f"{where}: {len(boxes)} boxes, {len(scores)} scores, {len(labels)} labels differ")
+        if labels.dtype.kind not in "iu":
+            raise OutputError(f"{where}: `labels` has dtype {labels.dtype}, expected integers")
+        if len(boxes):
+            if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
+                raise OutputError(f"{where}: a box has x2 < x1 or y2 < y1 (boxes must be xyxy)")
+            check_inside(boxes.reshape(-1, 2), width, height, where)
+        label_ids = context.get("label_ids")
+        if label_ids is not None and len(labels):
+            unknown = sorted(set(labels.tolist()) - label_ids)
+            if unknown:
+                raise OutputError(
+                    f"{where}: unknown category ids {unknown[:5]}; the track's ids are {sorted(label_ids)}"
+                )
+
+    def encode(self, records: Sequence[Any]) -> dict[str, np.ndarray]:
+        return {
+            "counts": np.asarray([len(r.boxes) for r in records], dtype=np.int64),
+            "boxes": concatenated([r.boxes.reshape(-1, 4) for r in records], (0, 4), np.float32),
+            "scores": concatenated([r.scores.reshape(-1) for r in records], (0,), np.float32),
+            "labels": concatenated([r.labels.reshape(-1) for r in records], (0,), np.int64),
+        }
+
+    def decode(self, arrays: dict[str, np.ndarray], count: int, source: str) -> list[Any]:
+        spans = offsets(source, arrays["counts"], count, len(arrays["boxes"]))
+        return [
+            Detections(boxes=arrays["boxes"][a:b], scores=arrays["scores"][a:b], labels=arrays["labels"][a:b])
+            for a, b in spans
+        ]
+
+    def compare(self, expected: Sequence[Any], got: Sequence[Any], reduced_precision: bool) -> CrossCheck:
+        def scored(record: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            boxes = np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4)
+            return boxes, np.asarray(record.scores, dtype=np.float64), np.asarray(record.labels, dtype=np.int64)
+
+        tolerance = self.tolerances[reduced_precision]
+        return compare_boxes([scored(r) for r in expected], [scored(r) for r in got], tolerance, reduced_precision)
+
+    def label_ids(self, card: Any, hidden_dir: Path) -> list[int]:
+        """Category ids are public (they are what a detector must output); annotations are not."""
+        return sorted(int(c["id"]) for c in _ground_truth(hidden_dir).get("categories", []))
+
+    def num_classes(self, card: Any, hidden_dir: Path) -> int:
+        return len(self.label_ids(card, hidden_dir))
+
+    def score(self, card: Any, predictions: Any, hidden_dir: Path, backend: str = "pycocotools") -> dict[str, float]:
+        from harness.metrics.coco import detections_to_coco, score_coco
+
+        gt = _ground_truth(hidden_dir)
+        results = detections_to_coco(predictions.ids, predictions.records, ground_truth=gt)
+        return score_coco(gt, results, backend=backend, ranges="all", gt_source=str(hidden_dir / "instances.json"))
+
+
+KIND = Detection()

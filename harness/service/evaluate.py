@@ -1,0 +1,357 @@
+"""`evaluate`: run the queued (or named) submissions of a track, one run per (submission, variant).
+
+Three steps, each its own function: `plan` resolves names and prepares everything the runs share (card, data
+checked against its pin, runner, machine, jobs to run); `execute` claims each job's run in the store, hands the
+jobs to the runner and stores what comes back; `score` turns one ingestion result into the run's outcome
+(output verified on the host, predictions scored against the hidden ground truth). The runner sees jobs
+lazily: a runner that runs one job at a time claims the next only when it is ready for it, so concurrent
+evaluators share a queue; a runner that runs many at once (Ray) claims them all up front.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness.config import settings
+from harness.datasets import SplitData
+from harness.errors import DatasetError, HarnessError
+from harness.kinds import TaskKind
+from harness.runners import IngestResult, Runner
+from harness.sandbox.job import IngestJob
+from harness.tracks import TrackCard
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+def _noop(event: str, info: dict[str, Any]) -> None:
+    pass
+
+
+@dataclass
+class Plan:
+    """Everything the runs of one evaluation share, and the (submission, variant) pairs to run."""
+
+    card: TrackCard
+    kind: TaskKind
+    dataset: str
+    split: SplitData
+    data_dir: Path | None
+    runner: Runner
+    environment: dict[str, Any]
+    hardware_class: str
+    device: str
+    profile: str
+    threads: int
+    time_limit_s: float
+    force: bool
+    job_fields: dict[str, Any]  # what every job of the track carries (classes, label ids, sizes, MAC inputs)
+    todo: list[tuple[Any, str]] = field(default_factory=list)  # (stored submission, variant)
+    calibration_dir: str | None = None
+
+
+def evaluate(
+    track: str,
+    submissions: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+    device: str = "cpu",
+    profile: str = "quick",
+    runner: str | None = None,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    store: Any = None,
+    progress: Progress = _noop,
+    runner_options: dict[str, Any] | None = None,
+    time_limit_s: float | None = None,
+) -> list[dict[str, Any]]:
+    """Run every queued (or named) submission of a track, per variant; score; store one Run each.
+    `time_limit_s` overrides the track card's wall-time limit of one ingestion step."""
+    from harness.store import open_store
+
+    store = store or open_store()
+    plan_ = plan(
+        track, store, submissions, variants, device, profile, runner, dataset, data_dir, force, threads,
+        runner_options, time_limit_s,
+    )  # fmt: skip
+    return execute(plan_, store, progress)
+
+
+def plan(
+    track: str,
+    store: Any,
+    submissions: Sequence[str] | None = None,
+    variants: Sequence[str] | None = None,
+    device: str = "cpu",
+    profile: str = "quick",
+    runner: str | None = None,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    runner_options: dict[str, Any] | None = None,
+    time_limit_s: float | None = None,
+) -> Plan:
+    """Resolve every name (track, profile, runner, device, dataset, submissions, variants) and prepare the data
+    (checked against its pin) and the machine's fingerprint; nothing is claimed or run."""
+    from harness.datasets import get_spec, materialize, require_pinned
+    from harness.kinds import get_kind
+    from harness.measure.environment import default_threads, hardware_class
+    from harness.measure.latency import PROFILES
+    from harness.runners import get_runner
+    from harness.service.jobs import mac_inputs, track_fields
+    from harness.tracks import get_card
+
+    card = get_card(track)
+    if profile not in PROFILES:
+        raise HarnessError(f"unknown profile `{profile}`", f"use one of: {', '.join(PROFILES)}")
+    runner_impl = get_runner(runner or card.runner, **(runner_options or {}))
+    _check_device(device, runner_impl)
+    dataset_name = dataset or card.dataset
+    spec = get_spec(dataset_name)
+    if spec.kind != card.kind:
+        raise DatasetError(f"dataset `{dataset_name}` is a {spec.kind} dataset; track `{track}` needs {card.kind}")
+    todo = _todo(card, store, submissions, variants)
+    split = materialize(dataset_name, card.split, data_dir)
+    require_pinned(split)  # data that differs from the track's pin is never scored
+    threads = threads or default_threads()
+    env = runner_impl.environment(card, device, threads)
+    return Plan(
+        card=card,
+        kind=get_kind(card.kind),
+        dataset=dataset_name,
+        split=split,
+        data_dir=data_dir,
+        runner=runner_impl,
+        environment=env,
+        hardware_class=hardware_class(env),
+        device=device,
+        profile=profile,
+        threads=threads,
+        time_limit_s=time_limit_s or card.time_limit_s,
+        force=force,
+        job_fields={**track_fields(card, split.hidden_dir), "mac_inputs": mac_inputs(card, split.index())},
+        todo=todo,
+    )
+
+
+def _check_device(device: str, runner: Runner) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        # A remote runner (ray) fingerprints one of its workers: the driver may have no GPU at all.
+        if not runner.remote and not torch.cuda.is_available():
+            raise HarnessError("--device cuda was asked for, but no CUDA device is available here", "use --device cpu")
+    elif device != "cpu":
+        raise HarnessError(f"unknown device `{device}`", "use --device cpu or --device cuda[:N]")
+
+
+def _todo(
+    card: TrackCard, store: Any, names: Sequence[str] | None, variants: Sequence[str] | None
+) -> list[tuple[Any, str]]:
+    """The (submission, variant) pairs to run: the queued submissions (or the named ones, which must exist)."""
+    from harness.plugins import suggest
+    from harness.variants import check_variant_names
+
+    todo = store.submissions(track=card.name, names=list(names) if names else None)
+    if not names:
+        todo = [s for s in todo if s.queued]  # entries marked `queue = false` run only when named
+    missing = sorted(set(names or ()) - {s.name for s in todo})
+    if missing:
+        known = [s.name for s in store.submissions(track=card.name)]
+        listing = f"stored for track {card.name}: {', '.join(sorted(known)) or 'none'}"
+        raise HarnessError(
+            f"no submission named `{missing[0]}` is stored for track {card.name}", suggest(missing[0], known, listing)
+        )
+    # Built-in and plugin variants, and those the submissions register for themselves (checked at submit).
+    check_variant_names(list(variants or []), also_allowed=[v for sub in todo for v in sub.variants])
+    return [(sub, variant) for sub in todo for variant in (variants or sub.variants)]
+
+
+def execute(plan: Plan, store: Any, progress: Progress = _noop) -> list[dict[str, Any]]:
+    """Claim, run, score and store each planned job. The service alone writes the store; a job the runner lost
+    goes back to the queue, and so does every unfinished claim on Ctrl-C or a harness bug."""
+    card = plan.card
+    progress(
+        "start",
+        {"jobs": len(plan.todo), "track": card.key, "dataset": plan.dataset, "hardware_class": plan.hardware_class},
+    )
+    if plan.runner.trusted and plan.todo:
+        message = (
+            f"the {plan.runner.name} runner trusts the submission's code (no sandbox); "
+            "use --runner docker for submissions you did not write"
+        )
+        progress("warning", {"message": message})
+    pending: dict[int, tuple[Any, str, IngestJob]] = {}
+    results: list[dict[str, Any]] = []
+    try:
+        for run_id, result in plan.runner.run_many(_claimed_jobs(plan, store, progress, pending), plan.time_limit_s):
+            submission, variant, job = pending.pop(run_id)
+            if isinstance(result, Exception):
+                store.release_run(run_id)
+                reason = f"lost by the {plan.runner.name} runner ({type(result).__name__}); queued again"
+                progress("skip", {"submission": submission.name, "variant": variant, "reason": reason})
+                continue
+            store.finish_run(run_id, score(plan, job, result))
+            record = run_record(store.get_run(run_id))
+            results.append(record)
+            progress("done", record)
+    except BaseException:
+        for run_id in pending:
+            store.release_run(run_id)
+        raise
+    return results
+
+
+def _claimed_jobs(plan: Plan, store: Any, progress: Progress, pending: dict) -> Iterator[tuple[int, IngestJob]]:
+    """The planned jobs whose runs this evaluator claims, as the runner asks for them."""
+    for submission, variant in plan.todo:
+        claimed = claim(plan, store, submission, variant)
+        if claimed is None:
+            progress("skip", {"submission": submission.name, "variant": variant, "reason": "already evaluated"})
+            continue
+        run_id, job = claimed
+        pending[run_id] = (submission, variant, job)
+        progress("run", {"submission": submission.name, "variant": variant, "run_id": run_id})
+        yield run_id, job
+
+
+def claim(plan: Plan, store: Any, submission: Any, variant: str) -> tuple[int, IngestJob] | None:
+    """Claim the run of one (submission, variant) and build its ingestion job; None when done elsewhere."""
+    from harness.store.repo import idempotency_key
+
+    card = plan.card
+    key_parts = [
+        submission.content_hash, submission.name, variant, card.key, card.card_hash, plan.hardware_class,
+        plan.split.digest, plan.device, plan.profile,
+    ]  # fmt: skip
+    if plan.force:
+        key_parts.append(time.time_ns())
+    run_id = store.claim_run(
+        idempotency_key(*key_parts),
+        submission_id=submission.id,
+        variant=variant,
+        track=card.name,
+        track_version=card.version,
+        card_hash=card.card_hash,
+        dataset=plan.split.key,
+        dataset_hash=plan.split.digest,
+        device=plan.device,
+        profile=plan.profile,
+        runner=plan.runner.name,
+        hardware_class=plan.hardware_class,
+        harness_version=harness.__version__,
+        scorer_version=plan.kind.scorer_version,
+        primary_metric=card.primary_metric,
+    )
+    if run_id is None:
+        return None
+    out_dir = settings().runs_dir / str(run_id)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    job = IngestJob(
+        mode="evaluate",
+        site_dir=submission.site_path,
+        entry_name=submission.name,
+        build_options=dict(submission.build_options or {}),
+        variant=variant,
+        device=plan.device,
+        out_dir=str(out_dir),
+        inputs_dir=str(plan.split.inputs_dir),
+        profile=plan.profile,
+        threads=plan.threads,
+        calibration_dir=_calibration_dir(plan, variant),
+        **plan.job_fields,
+    )
+    return run_id, job
+
+
+def _calibration_dir(plan: Plan, variant: str) -> str | None:
+    """The calibration split's inputs for a variant that needs them (materialised once, checked against its pin)."""
+    from harness.datasets import materialize, require_pinned
+    from harness.service.jobs import needs_calibration
+
+    if not needs_calibration(variant):
+        return None
+    if plan.calibration_dir is None:
+        calibration = materialize(plan.dataset, plan.card.calibration_split, plan.data_dir)
+        require_pinned(calibration)
+        plan.calibration_dir = str(calibration.inputs_dir)
+    return plan.calibration_dir
+
+
+def score(plan: Plan, job: IngestJob, result: IngestResult) -> Any:
+    """The outcome to store for one run: its failure, or its verified measurements and scored metrics."""
+    from harness.predictions import load_predictions
+    from harness.sandbox.measurements import Rejected
+    from harness.store.repo import RunOutcome
+    from harness.verify import verify_output
+
+    env = result.environment or plan.environment  # a remote runner says which machine ran the job
+    failed = {"status": "failed", "log_tail": result.log_tail, "environment": env}
+    if not result.ok:
+        status = "unavailable" if result.unavailable else "failed"
+        return RunOutcome(**{**failed, "status": status}, error=result.error)
+    try:
+        measured = verify_output(job, Path(job.out_dir), result.marks, result.host_timings)
+    except Rejected as exc:
+        return RunOutcome(error=str(exc), **failed)
+    details = _details(measured, result)
+    complexity = vars(measured.complexity)
+    try:
+        t_score = time.perf_counter()
+        predictions = load_predictions(Path(job.out_dir) / "predictions.npz", plan.card.kind)
+        metrics = plan.kind.score(plan.card, predictions, plan.split.hidden_dir)
+        details["timings"]["scoring_s"] = time.perf_counter() - t_score
+    except HarnessError as exc:
+        return RunOutcome(error=f"[scoring] {exc}", complexity=complexity, details=details, **failed)
+    crosscheck = measured.crosscheck or {}
+    if not crosscheck.get("consistent", True):
+        reason = crosscheck.get("reason") or "see details.crosscheck"
+        error = f"[crosscheck] the performance pass's outputs differ from the accuracy pass's: {reason}"
+        return RunOutcome(error=error, details=details, **failed)
+    return RunOutcome(
+        status="ok",
+        metrics=metrics,
+        primary_value=metrics.get(plan.card.primary_metric),
+        complexity=complexity,
+        latency=measured.latency,
+        environment=env,
+        details=details,
+        log_tail=result.log_tail,
+    )
+
+
+def _details(measured: Any, result: IngestResult) -> dict[str, Any]:
+    """What a run stores as information beside its ranked figures."""
+    details = {
+        "timings": measured.timings,
+        "crosscheck": measured.crosscheck,
+        "dtypes": measured.complexity.dtypes,
+        "peak_memory_bytes": measured.peak_memory_bytes,
+        "runner_wall_s": result.wall_s,
+        "sandbox_environment": measured.environment,
+    }
+    details.update({key: value for key, value in measured.info.items() if value is not None})
+    return details
+
+
+def run_record(run: Any, with_samples: bool = False, higher_is_better: bool | None = None) -> dict[str, Any]:
+    """The run record (`harness.records.RunRecord`) of a stored run, as a dict. `higher_is_better` is the
+    direction of its track's primary metric (looked up when not given; a track no longer known: higher)."""
+    from harness.records import RunRecord
+    from harness.tracks import get_card
+
+    if higher_is_better is None:
+        try:
+            higher_is_better = get_card(run.track).higher_is_better
+        except HarnessError:
+            higher_is_better = True
+    return RunRecord.from_row(run, higher_is_better, with_samples).to_dict()

@@ -1,0 +1,78 @@
+"""`submit`: check a submission, then store an immutable content-hashed copy, queued for evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import submissions_dir
+from harness.errors import RuleViolation, SubmissionError
+from harness.fs import publish_dir
+from harness.service.check import check
+from harness.submission import content_hash, copy_source, install, read_manifest
+
+
+@dataclass
+class SubmitResult:
+    id: int
+    name: str
+    track: str
+    content_hash: str
+    created: bool
+    stored_path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def submit(path: Path, store: Any = None, runner: str | None = None) -> list[SubmitResult]:
+    """Check, then store an immutable content-hashed copy, queued for evaluation. Same content again is
+    recognised and not duplicated. Nothing is stored if any entry point fails its check. A server taking
+    strangers' submissions checks them with `runner="docker"`."""
+    reports = check(path, runner=runner)
+    bad = [r for r in reports if not r.ok]
+    if bad:
+        lines = [f"{r.name}: {r.error or '; '.join(r.violations)}" for r in bad]
+        cls = RuleViolation if all(r.violations and not r.error for r in bad) else SubmissionError
+        raise cls("submission refused:\n  " + "\n  ".join(lines), "fix the faults above and run `harness check` again")
+    return store_submission(path, store, reports={r.name: r for r in reports})
+
+
+def store_submission(
+    path: Path, store: Any = None, reports: dict[str, Any] | None = None, entries: Sequence[str] | None = None
+) -> list[SubmitResult]:
+    """Store an immutable content-hashed copy of a project, install it into its own site folder, and queue its
+    entry points (all, or `entries`). `reports` are their check reports, whose complexity figures the rows keep;
+    `submit` checks first. Called without reports (no check, no figures) only by tools that trust the code."""
+    from harness.store import open_store
+
+    store = store or open_store()
+    manifest = read_manifest(path)
+    digest = content_hash(manifest.path)
+    stored = submissions_dir() / digest
+    publish_dir(stored, lambda staging: copy_source(manifest.path, staging))
+    site = install(stored, digest)
+    names = list(entries or (reports.keys() if reports else manifest.entry_points))
+    results = []
+    for name in names:
+        report = (reports or {}).get(name)
+        row, created = store.add_submission(
+            name=name,
+            track=manifest.track,
+            content_hash=digest,
+            project=manifest.project,
+            entry_point=manifest.entry_points[name],
+            variants=list(manifest.variants),
+            source_path=str(manifest.path),
+            stored_path=str(stored),
+            site_path=str(site),
+            params=getattr(report, "params", None),
+            macs=getattr(report, "macs", None),
+            bytes=getattr(report, "bytes", None),
+            build_options=manifest.build_options.get(name, {}),
+            queued=manifest.queued(name),
+        )
+        results.append(SubmitResult(row.id, row.name, row.track, digest, created, str(stored)))
+    return results
