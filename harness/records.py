@@ -68,31 +68,16 @@ class RunRecord:
         """The record of a stored `Run` row (with its submission, metrics, latencies and environment loaded)."""
         latencies = {row.kind: row for row in run.latencies}
         return cls(
+            **{name: getattr(run, name) for name in _RUN_COLUMNS},
             run_id=run.id,
             submission=run.submission.name,
             submission_hash=run.submission.content_hash,
-            variant=run.variant,
-            track=run.track,
-            track_version=run.track_version,
-            status=run.status,
-            error=run.error,
-            primary_metric=run.primary_metric,
             higher_is_better=higher_is_better,
             metrics={m.name: m.value for m in run.metrics},
-            params=run.params,
             macs=run.macs or {},
             macs_std=run.macs_std or {},
-            bytes=run.bytes,
             latency=latency_dict(latencies["device"], with_samples) if "device" in latencies else None,
             latency_e2e=latency_dict(latencies["e2e"], with_samples) if "e2e" in latencies else None,
-            device=run.device,
-            profile=run.profile,
-            runner=run.runner,
-            dataset=run.dataset,
-            dataset_hash=run.dataset_hash,
-            hardware_class=run.hardware_class,
-            harness_version=run.harness_version,
-            scorer_version=run.scorer_version,
             environment=run.environment.data if run.environment else {},
             details=run.details or {},
             started_at=run.started_at.isoformat() if run.started_at else None,
@@ -101,26 +86,22 @@ class RunRecord:
         )
 
 
+# Columns of a run row that the record carries as they are.
+_RUN_COLUMNS = (
+    "variant", "track", "track_version", "status", "error", "primary_metric", "params", "bytes", "device", "profile",
+    "runner", "dataset", "dataset_hash", "hardware_class", "harness_version", "scorer_version",
+)  # fmt: skip
+_LATENCY_COLUMNS = (
+    "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "std_ms", "cv", "repeats", "iterations", "ranked_ms",
+    "batch_size", "noisy", "timer",
+)  # fmt: skip
+
+
 def latency_dict(row: Any, with_samples: bool = False) -> dict[str, Any]:
     """A stored latency summary row as the record's `latency` object."""
-    data = {
-        "p50_ms": row.p50_ms,
-        "p90_ms": row.p90_ms,
-        "p95_ms": row.p95_ms,
-        "p99_ms": row.p99_ms,
-        "mean_ms": row.mean_ms,
-        "std_ms": row.std_ms,
-        "cv": row.cv,
-        "repeats": row.repeats,
-        "iterations": row.iterations,
-        "ranked_ms": row.ranked_ms,
-        "batch_size": row.batch_size,
-        "noisy": row.noisy,
-        "noise_reasons": list(row.noise_reasons or []),
-        "timer": row.timer,
-        "repeat_medians_ms": list(row.repeat_medians_ms or []),
-        "repeat_sizes": list(row.repeat_sizes or []),
-    }
+    data = {name: getattr(row, name) for name in _LATENCY_COLUMNS}
+    for name in ("noise_reasons", "repeat_medians_ms", "repeat_sizes"):
+        data[name] = list(getattr(row, name) or [])
     if with_samples:
         import numpy as np
 

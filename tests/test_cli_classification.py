@@ -242,4 +242,3 @@ def test_the_local_runner_gets_the_same_output_checks(harness_env, tmp_path):
     sub = make_submission(tmp_path, "tamper", module_body=TAMPERING_CNN)
     assert run_cli("submit", str(sub), env=harness_env).returncode == 0
     assert_tampering_caught(run_cli("evaluate", "--track", "classification", "--json", env=harness_env))
-

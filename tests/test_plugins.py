@@ -99,7 +99,18 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     site = tmp_path_factory.mktemp("squares-site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site), str(project)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(project),
+        ],
         check=True,
         capture_output=True,
     )
@@ -175,9 +186,13 @@ def test_registry_suggests_the_near_name_and_refuses_duplicates():
         loader=lambda entry, _site: entry.target,
         builtins=lambda: [Entry("alpha", "one", "harness"), Entry("alpha", "two", "somebody-else")],
     )
-    with pytest.raises(HarnessError, match="widget name `alpha` is registered twice: by `harness` and by `somebody-else`"):
+    with pytest.raises(
+        HarnessError, match="widget name `alpha` is registered twice: by `harness` and by `somebody-else`"
+    ):
         clash.names()
-    lazy = Registry("thing", None, loader=lambda e, _s: load_target(e.target), builtins=builtin_entries({"x": "math:pi"}))
+    lazy = Registry(
+        "thing", None, loader=lambda e, _s: load_target(e.target), builtins=builtin_entries({"x": "math:pi"})
+    )
     assert lazy.get("x") == pytest.approx(3.14159, abs=1e-5)
     with pytest.raises(HarnessError, match="has no attribute `nope`"):
         load_target("math:nope")

@@ -88,8 +88,12 @@ def stored(harness_env, tmp_path) -> Store:
     return store
 
 
+def _plan(store: Store, **options: Any) -> service.Plan:
+    return service.plan(service.EvaluationRequest("classification", **options), store)
+
+
 def _evaluate(store: Store, runner: FakeRunner, events: list | None = None, **options: Any) -> list[dict]:
-    plan = service.plan("classification", store, **options)
+    plan = _plan(store, **options)
     plan.runner = runner
 
     def progress(event: str, info: dict) -> None:
@@ -104,22 +108,22 @@ def _running(store: Store) -> list:
 
 
 def test_plan_resolves_and_prepares_without_claiming(stored):
-    plan = service.plan("classification", stored)
+    plan = _plan(stored)
     assert [(s.name, v) for s, v in plan.todo] == [("tiny", "fp32"), ("tiny", "channels-last")]
     assert plan.split.key == "digits/test" and plan.job_fields["num_classes"] == 10
     assert plan.job_fields["mac_inputs"] == {"32x32": {"size": [32, 32]}, "224x224": {"size": [224, 224]}}
     assert stored.count_runs() == 0
     with pytest.raises(HarnessError, match="unknown profile `fast`"):
-        service.plan("classification", stored, profile="fast")
+        _plan(stored, profile="fast")
     with pytest.raises(HarnessError, match="unknown device `tpu`"):
-        service.plan("classification", stored, device="tpu")
+        _plan(stored, device="tpu")
     with pytest.raises(DatasetError, match="`smallobj` is a detection dataset"):
-        service.plan("classification", stored, dataset="smallobj")
+        _plan(stored, dataset="smallobj")
     with pytest.raises(HarnessError) as caught:
-        service.plan("classification", stored, submissions=["tinny"])
+        _plan(stored, submissions=["tinny"])
     assert "no submission named `tinny`" in caught.value.message and "did you mean `tiny`?" in caught.value.hint
     with pytest.raises(HarnessError, match="the local runner takes no option `address`"):
-        service.plan("classification", stored, runner_options={"address": "10.0.0.1:6379"})
+        _plan(stored, runner_options={"address": "10.0.0.1:6379"})
 
 
 def test_runs_are_claimed_once_and_scored(stored):

@@ -11,7 +11,7 @@ import numpy as np
 
 from harness.contract import Detections, OutputError
 from harness.kinds import TaskKind, check_array, check_inside, concatenated, offsets
-from harness.measure.crosscheck import CrossCheck, Tolerance, compare_boxes
+from harness.measure.crosscheck import BOX_TOLERANCES, CrossCheck, compare_boxes
 
 
 def _ground_truth(hidden_dir: Path) -> dict:
@@ -24,10 +24,7 @@ class Detection(TaskKind):
     name = "detection"
     record_type = Detections
     scorer_version = "coco-bbox-1"
-    tolerances = {
-        False: Tolerance(logits=0.0, iou=0.95, score=0.01, min_score=0.3, matched=0.99),
-        True: Tolerance(logits=0.0, iou=0.8, score=0.05, min_score=0.3, matched=0.9),
-    }
+    tolerances = BOX_TOLERANCES
 
     def check_record(self, record: Any, height: int, width: int, context: dict[str, Any], where: str) -> None:
         boxes = check_array("boxes", record.boxes, 2, 4, where)

@@ -12,7 +12,7 @@ import numpy as np
 from harness.contract import OutputError, TextPolygons
 from harness.errors import PredictionError
 from harness.kinds import TaskKind, check_array, check_inside, concatenated, offsets
-from harness.measure.crosscheck import CrossCheck, Tolerance, compare_boxes
+from harness.measure.crosscheck import BOX_TOLERANCES, CrossCheck, compare_boxes
 
 
 def to_quads(polygons: np.ndarray) -> np.ndarray:
@@ -39,10 +39,7 @@ class Text(TaskKind):
     name = "text"
     record_type = TextPolygons
     scorer_version = "deteval-icdar15-1"
-    tolerances = {
-        False: Tolerance(logits=0.0, iou=0.95, score=0.01, min_score=0.3, matched=0.99),
-        True: Tolerance(logits=0.0, iou=0.8, score=0.05, min_score=0.3, matched=0.9),
-    }
+    tolerances = BOX_TOLERANCES
 
     def check_record(self, record: Any, height: int, width: int, context: dict[str, Any], where: str) -> None:
         polygons = check_array("polygons", record.polygons, 3, 2, where)

@@ -1,10 +1,10 @@
 """The leaderboard's charts as Vega-Lite specs (plain dicts with their data as named pandas datasets), drawn
 with `st.vega_lite_chart`. Pure pandas/numpy, no Streamlit, so the specs are tested directly.
 
-Vega-Lite rather than Plotly: Streamlit loads a chart library the first time a browser tab shows one of its
-charts; on the 2-vCPU benchmark machine the Pareto page took 4.2-4.6 s to show with Plotly.js (4.7 MB) and
-1.8-2.0 s with Vega-Lite (0.8 MB; docs/BENCHMARKS.md, leaderboard section). Specs use no expression transforms
-and no per-point aria labels: Streamlit runs Vega's expression interpreter, which costs per point.
+Vega-Lite rather than Plotly: Streamlit loads a chart library the first time a browser tab shows one of its charts,
+and Plotly.js is several times larger (the measured cost: docs/BENCHMARKS.md, leaderboard section). Specs use no
+expression transforms and no per-point aria labels: Streamlit runs Vega's expression interpreter, which costs per
+point.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def trade_off(
 def side_by_side(panels: list[Spec], width: int = PANEL_WIDTH) -> Spec:
     """Panels (such as `trade_off`'s) drawn as ONE Vega view: each panel keeps its x scale, the y scale and
     the colour legend are shared. One view instead of one chart per panel: in the browser every chart pays
-    its own set-up, 0.25 s of the 2-vCPU benchmark machine for the two Pareto panels (docs/BENCHMARKS.md)."""
+    its own set-up (docs/BENCHMARKS.md)."""
     datasets: dict[str, pd.DataFrame] = {}
     views = []
     for panel in panels:

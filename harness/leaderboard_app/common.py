@@ -51,8 +51,8 @@ def standings_view(
 ) -> tuple[int, bool, bytes]:
     """The standings page's entries under these filters as its table draws them: (entries, whether any is
     noisy, the table's bytes). Cached per setting, so a new session with the default filters neither ranks nor
-    formats the entries again (the standings page script 128-151 → 42-46 ms for 1,500 entries,
-    docs/BENCHMARKS.md). `card_key` names the card in the cache key (`_card` itself is not hashed)."""
+    formats the entries again (docs/BENCHMARKS.md). `card_key` names the card in the cache key (`_card` itself
+    is not hashed)."""
     entries = standings(url, _card.name, _card.version, ranking.macs_key(_card), _card.metrics)
     ranked = ranking.rank(
         entries,

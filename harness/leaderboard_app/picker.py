@@ -2,11 +2,9 @@
 (`st.components.v2`, no iframe), not `st.selectbox`.
 
 Why: the sidebar is on every page, so its widgets are part of every reader's first view, and Streamlit fetches
-and runs a widget kind's code the first time a page shows it. On the 2-vCPU benchmark machine `st.selectbox`
-(or `st.radio`, `st.segmented_control`) in the sidebar cost 0.35-0.55 s of a new tab, this picker nothing
-measurable: it runs on the component code that the standings table (`table.py`) loads anyway
-(`scripts/bench_first_view.py`; docs/BENCHMARKS.md, "Leaderboard speed", session 5). A native select keeps
-the keyboard and screen-reader behaviour of the platform.
+and runs a widget kind's code the first time a page shows it; this picker runs on the component code that the
+standings table (`table.py`) loads anyway (the measurements: docs/BENCHMARKS.md, "Leaderboard speed",
+`scripts/bench_first_view.py`). A native select keeps the keyboard and screen-reader behaviour of the platform.
 """
 
 from __future__ import annotations

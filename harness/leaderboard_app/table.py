@@ -1,10 +1,10 @@
 """The standings table: a light Streamlit component (`st.components.v2`, no iframe) instead of `st.dataframe`.
 
-Why: the standings page is a reader's first view, and on the 2-vCPU benchmark machine Streamlit's data grid cost
-about 0.4 s of browser work per new tab (its chunk, its canvas; `scripts/bench_first_view.py`), a fifth of the
-2 s target (docs/BENCHMARKS.md, "Leaderboard speed"). Python does everything that decides what a reader sees (ranking,
-filters, budgets, number formats); `table.js` only draws the rows, sorts them by a clicked column (by the raw
-values, over all rows) and shows them a hundred at a time. The other pages keep `st.dataframe`.
+Why: the standings page is a reader's first view, and Streamlit's data grid costs every new tab its chunk and its
+canvas (measured: docs/BENCHMARKS.md, "Leaderboard speed", `scripts/bench_first_view.py`). Python does everything
+that decides what a reader sees (ranking, filters, budgets, number formats); `table.js` only draws the rows, sorts
+them by a clicked column (by the raw values, over all rows) and shows them a hundred at a time. The other pages
+keep `st.dataframe`.
 
 The component's data is JSON, sent as bytes: `columns` (name, label, help, numeric), `values` (raw, what sorting
 compares and what tests read) and `text` (formatted, what the reader sees), row by row in rank order.
@@ -86,8 +86,7 @@ def _raw(series: pd.Series) -> list[Any]:
 def table_data(frame: pd.DataFrame, columns: list[str], macs_help: str) -> bytes:
     """What the component draws, as UTF-8 JSON: the frame's `columns` in order, raw and formatted, rows in the
     frame's order. Bytes, because Streamlit forwards them as they are: a dict would be walked value by value
-    (looking for dataframes to send as Arrow) and serialised twice (docs/BENCHMARKS.md: 168-199 → 128-151 ms of
-    the standings page script for 1,500 rows)."""
+    (looking for dataframes to send as Arrow) and serialised twice (docs/BENCHMARKS.md has the figures)."""
     metrics = [c for c in columns if c.startswith("metric:")]
     formats = _formats(metrics, macs_help)
     specs, raw_columns, text_columns = [], [], []

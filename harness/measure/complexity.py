@@ -10,19 +10,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-
-@dataclass
-class Complexity:
-    params: int
-    bytes: int
-    dtypes: dict[str, int]
-    macs: dict[str, int] = field(default_factory=dict)  # "HxW" -> MACs per image (mean for detectors)
-    macs_std: dict[str, float] = field(default_factory=dict)
 
 
 def count_params(model: Any) -> int:
@@ -130,14 +120,3 @@ def count_macs(predictor: Any, images: Sequence[np.ndarray]) -> list[int]:
             predictor.predict([image])
             per_image.append(counter.total - before)
     return per_image
-
-
-def measure_complexity(predictor: Any, images_by_size: dict[str, Sequence[np.ndarray]]) -> Complexity:
-    params = count_params(predictor.model)
-    size, dtypes = serialized_bytes(predictor.model)
-    result = Complexity(params=params, bytes=size, dtypes=dtypes)
-    for key, images in images_by_size.items():
-        macs = count_macs(predictor, images)
-        result.macs[key] = int(round(float(np.mean(macs))))
-        result.macs_std[key] = float(np.std(macs))
-    return result

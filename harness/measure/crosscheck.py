@@ -26,6 +26,13 @@ class Tolerance:
     matched: float  # fraction of confident outputs, on both sides, that must have a counterpart
 
 
+# Records compared by their boxes (detections, text polygons' enclosing boxes), by "reduced precision".
+BOX_TOLERANCES = {
+    False: Tolerance(logits=0.0, iou=0.95, score=0.01, min_score=0.3, matched=0.99),
+    True: Tolerance(logits=0.0, iou=0.8, score=0.05, min_score=0.3, matched=0.9),
+}
+
+
 @dataclass
 class CrossCheck:
     images: int

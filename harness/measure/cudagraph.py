@@ -1,8 +1,8 @@
 """Device latency without the host: the model's forward captured once in a CUDA graph, its replays timed.
 
 At batch 1 a small model on a large GPU is launch-bound: eager PyTorch spends most of each forward in the
-host's Python and dispatcher (on the H200 here, 2.9-6.6 ms per forward for 0.46-1.03 ms of GPU work), and on
-a shared host that time drifts by tens of percent from minute to minute. That is not what the model costs
+host's Python and dispatcher (several times the GPU work: docs/BENCHMARKS.md has the H200 figures), and on a
+shared host that time drifts from minute to minute. That is not what the model costs
 the GPU, and it cannot be ranked. So on CUDA the device latency ("model only") times replays of the
 forward's captured GPU work; the end-to-end latency still times the eager `predict`, host included.
 

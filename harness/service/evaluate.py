@@ -55,49 +55,35 @@ class Plan:
     calibration_dir: str | None = None
 
 
-def evaluate(
-    track: str,
-    submissions: Sequence[str] | None = None,
-    variants: Sequence[str] | None = None,
-    device: str = "cpu",
-    profile: str = "quick",
-    runner: str | None = None,
-    dataset: str | None = None,
-    data_dir: Path | None = None,
-    force: bool = False,
-    threads: int | None = None,
-    store: Any = None,
-    progress: Progress = _noop,
-    runner_options: dict[str, Any] | None = None,
-    time_limit_s: float | None = None,
-) -> list[dict[str, Any]]:
-    """Run every queued (or named) submission of a track, per variant; score; store one Run each.
-    `time_limit_s` overrides the track card's wall-time limit of one ingestion step."""
+@dataclass(frozen=True)
+class EvaluationRequest:
+    """What `harness evaluate` is asked for: a track, and which of its queued (or named) submissions and
+    variants to run where. `time_limit_s` overrides the track card's wall-time limit of one ingestion step."""
+
+    track: str
+    submissions: Sequence[str] | None = None
+    variants: Sequence[str] | None = None
+    device: str = "cpu"
+    profile: str = "quick"
+    runner: str | None = None  # default: the track card's
+    dataset: str | None = None  # default: the track card's
+    data_dir: Path | None = None
+    force: bool = False
+    threads: int | None = None
+    runner_options: dict[str, Any] | None = None
+    time_limit_s: float | None = None
+
+
+def evaluate(track: str, store: Any = None, progress: Progress = _noop, **options: Any) -> list[dict[str, Any]]:
+    """Run every queued (or named) submission of a track, per variant; score; store one Run each. `options` are
+    the fields of `EvaluationRequest`."""
     from harness.store import open_store
 
     store = store or open_store()
-    plan_ = plan(
-        track, store, submissions, variants, device, profile, runner, dataset, data_dir, force, threads,
-        runner_options, time_limit_s,
-    )  # fmt: skip
-    return execute(plan_, store, progress)
+    return execute(plan(EvaluationRequest(track, **options), store), store, progress)
 
 
-def plan(
-    track: str,
-    store: Any,
-    submissions: Sequence[str] | None = None,
-    variants: Sequence[str] | None = None,
-    device: str = "cpu",
-    profile: str = "quick",
-    runner: str | None = None,
-    dataset: str | None = None,
-    data_dir: Path | None = None,
-    force: bool = False,
-    threads: int | None = None,
-    runner_options: dict[str, Any] | None = None,
-    time_limit_s: float | None = None,
-) -> Plan:
+def plan(request: EvaluationRequest, store: Any) -> Plan:
     """Resolve every name (track, profile, runner, device, dataset, submissions, variants) and prepare the data
     (checked against its pin) and the machine's fingerprint; nothing is claimed or run."""
     from harness.datasets import get_spec, materialize, require_pinned
@@ -108,34 +94,34 @@ def plan(
     from harness.service.jobs import mac_inputs, track_fields
     from harness.tracks import get_card
 
-    card = get_card(track)
-    if profile not in PROFILES:
-        raise HarnessError(f"unknown profile `{profile}`", f"use one of: {', '.join(PROFILES)}")
-    runner_impl = get_runner(runner or card.runner, **(runner_options or {}))
-    _check_device(device, runner_impl)
-    dataset_name = dataset or card.dataset
-    spec = get_spec(dataset_name)
+    card = get_card(request.track)
+    if request.profile not in PROFILES:
+        raise HarnessError(f"unknown profile `{request.profile}`", f"use one of: {', '.join(PROFILES)}")
+    runner = get_runner(request.runner or card.runner, **(request.runner_options or {}))
+    _check_device(request.device, runner)
+    dataset = request.dataset or card.dataset
+    spec = get_spec(dataset)
     if spec.kind != card.kind:
-        raise DatasetError(f"dataset `{dataset_name}` is a {spec.kind} dataset; track `{track}` needs {card.kind}")
-    todo = _todo(card, store, submissions, variants)
-    split = materialize(dataset_name, card.split, data_dir)
+        raise DatasetError(f"dataset `{dataset}` is a {spec.kind} dataset; track `{card.name}` needs {card.kind}")
+    todo = _todo(card, store, request.submissions, request.variants)
+    split = materialize(dataset, card.split, request.data_dir)
     require_pinned(split)  # data that differs from the track's pin is never scored
-    threads = threads or default_threads()
-    env = runner_impl.environment(card, device, threads)
+    threads = request.threads or default_threads()
+    env = runner.environment(card, request.device, threads)
     return Plan(
         card=card,
         kind=get_kind(card.kind),
-        dataset=dataset_name,
+        dataset=dataset,
         split=split,
-        data_dir=data_dir,
-        runner=runner_impl,
+        data_dir=request.data_dir,
+        runner=runner,
         environment=env,
         hardware_class=hardware_class(env),
-        device=device,
-        profile=profile,
+        device=request.device,
+        profile=request.profile,
         threads=threads,
-        time_limit_s=time_limit_s or card.time_limit_s,
-        force=force,
+        time_limit_s=request.time_limit_s or card.time_limit_s,
+        force=request.force,
         job_fields={**track_fields(card, split.hidden_dir), "mac_inputs": mac_inputs(card, split.index())},
         todo=todo,
     )

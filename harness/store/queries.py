@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 
 from harness.store.models import Environment, LatencySummaryRow, Metric, Run, Submission
-from harness.store.repo import _busy_timeout_ms, _sqlite_path
+from harness.store.repo import busy_timeout_ms, sqlite_path, standing_run_ids
 
 METRIC_PREFIX = "metric:"
 REQUIRED_TABLES = {"submissions", "runs", "metrics", "latency_summaries", "environments"}
@@ -33,14 +33,14 @@ class StoreMissing(Exception):
 
 def read_only_engine(url: str) -> Engine:
     """An engine that can only read the store at `url`; `StoreMissing` when there is nothing to read."""
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         if not path.is_file():
             raise StoreMissing(f"no database file at {path}")
         # The URI form lets SQLite itself refuse writes; the leaderboard must never create or alter a store.
         engine = create_engine(
             f"sqlite:///file:{path.resolve()}?mode=ro&uri=true",
-            connect_args={"timeout": _busy_timeout_ms() / 1000, "check_same_thread": False},
+            connect_args={"timeout": busy_timeout_ms() / 1000, "check_same_thread": False},
         )
         event.listen(engine, "connect", _sqlite_read_pragmas)
     else:
@@ -56,7 +56,7 @@ def read_only_engine(url: str) -> Engine:
 
 def _sqlite_read_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={_busy_timeout_ms()}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms()}")
     cursor.execute("PRAGMA query_only=1")
     cursor.close()
 
@@ -197,13 +197,7 @@ def standings(
     `metric_names` (the track card's metrics) are read in the same query, else every stored metric is.
 
     Runs of any other version of the track are never part of the result (the filter is in the SQL)."""
-    latest = (
-        select(func.max(Run.id))
-        .join(Submission, Submission.id == Run.submission_id)
-        .where(Run.track == track, Run.track_version == track_version, Run.status == "ok")
-        .group_by(Submission.name, Run.variant, Run.hardware_class)
-    )
-    return _runs_frame(engine, Run.id.in_(latest), macs_key, tuple(metric_names))
+    return _runs_frame(engine, Run.id.in_(standing_run_ids(track, track_version)), macs_key, tuple(metric_names))
 
 
 def runs(
@@ -279,7 +273,7 @@ def environments(engine: Engine, environment_ids: list[int]) -> dict[int, dict[s
 
 def store_label(url: str) -> str:
     """The store's URL without credentials, for display."""
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if path is not None:
         return str(Path(path))
     return url.split("@")[-1]

@@ -32,7 +32,7 @@ from harness.store.models import Environment, LatencySummaryRow, Metric, Run, Su
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _sqlite_path(url: str) -> Path | None:
+def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL (also of the `sqlite:///file:PATH?mode=ro&uri=true` form)."""
     if not url.startswith("sqlite:///"):
         return None
@@ -40,8 +40,10 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(path.removeprefix("file:"))
 
 
-def _busy_timeout_ms() -> int:
-    return int(os.environ.get("HARNESS_DB_BUSY_TIMEOUT_MS", "30000"))
+def busy_timeout_ms() -> int:
+    from harness.config import settings
+
+    return settings().db_busy_timeout_ms
 
 
 def _describe_db_error(url: str, exc: Exception) -> StoreError:
@@ -83,12 +85,12 @@ class RunOutcome:
 class Store:
     def __init__(self, url: str | None = None):
         self.url = url or db_url()
-        path = _sqlite_path(self.url)
+        path = sqlite_path(self.url)
         if path is not None and not path.parent.exists():
             raise StoreError(f"the folder {path.parent} of the store does not exist", "create it or set HARNESS_DB_URL")
         kwargs: dict[str, Any] = {}
         if path is not None:
-            kwargs["connect_args"] = {"timeout": _busy_timeout_ms() / 1000}
+            kwargs["connect_args"] = {"timeout": busy_timeout_ms() / 1000}
         if self.url.startswith("postgresql"):
             kwargs["json_serializer"] = _json_without_nan  # PostgreSQL's json type refuses NaN and Infinity
         self.engine: Engine = create_engine(self.url, **kwargs)
@@ -270,17 +272,25 @@ class Store:
             return int(s.scalar(select(func.count(Run.id))) or 0)
 
     def standings(self, track: str, track_version: int, hardware_class: str | None = None) -> list[Run]:
-        """The latest finished `ok` run of each (submission name, variant) for one track version."""
+        """The runs that stand (`standing_run_ids`), with everything a run record needs."""
         with self.session() as s:
-            latest = (
-                select(func.max(Run.id))
-                .join(Submission)
-                .where(Run.track == track, Run.track_version == track_version, Run.status == "ok")
-                .group_by(Submission.name, Run.variant, Run.hardware_class)
+            return list(
+                s.scalars(_run_query().where(Run.id.in_(standing_run_ids(track, track_version, hardware_class))))
             )
-            if hardware_class:
-                latest = latest.where(Run.hardware_class == hardware_class)
-            return list(s.scalars(_run_query().where(Run.id.in_(latest))))
+
+
+def standing_run_ids(track: str, track_version: int, hardware_class: str | None = None) -> Any:
+    """The SELECT of the runs that stand on a track version's board: the latest finished `ok` run of each
+    (submission name, variant, hardware class). The CLI's standings and the board's query both use it."""
+    latest = (
+        select(func.max(Run.id))
+        .join(Submission, Submission.id == Run.submission_id)
+        .where(Run.track == track, Run.track_version == track_version, Run.status == "ok")
+        .group_by(Submission.name, Run.variant, Run.hardware_class)
+    )
+    if hardware_class:
+        latest = latest.where(Run.hardware_class == hardware_class)
+    return latest
 
 
 def _run_query():
@@ -335,7 +345,7 @@ def _claim_is_stale(run: Run) -> bool:
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout={_busy_timeout_ms()}")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     try:
         cursor.execute("PRAGMA journal_mode=WAL")

@@ -76,7 +76,9 @@ def card_from_dict(data: dict[str, Any], source: str) -> TrackCard:
     rule_names = {f.name for f in fields(Rules)}
     unknown = sorted(set(rules_data) - rule_names)
     if unknown:
-        raise HarnessError(f"{source}: unknown field `rules.{unknown[0]}` in the track card", f"rules: {', '.join(sorted(rule_names))}")
+        raise HarnessError(
+            f"{source}: unknown field `rules.{unknown[0]}` in the track card", f"rules: {', '.join(sorted(rule_names))}"
+        )
     try:
         rules = Rules(**rules_data)
         data["digests"] = {str(k): str(v) for k, v in dict(data.get("digests", {})).items()}

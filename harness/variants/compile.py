@@ -19,7 +19,7 @@ from harness.variants import Variant
 RECOMPILE_LIMIT = 64  # compiled versions of one frame before the run fails (Dynamo's default: 8)
 
 
-def _available(device: str) -> str | None:
+def available(device: str) -> str | None:
     import torch
 
     if str(device).startswith("cuda"):
@@ -76,6 +76,6 @@ COMPILE = Variant(
     "compile",
     "forward through torch.compile (TorchInductor); a recompilation during timing fails the run",
     _apply,
-    _available,
+    available,
     timing_guard=no_recompilation,
 )

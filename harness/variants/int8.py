@@ -46,7 +46,7 @@ def pt2e_available() -> str | None:
         import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
     except ImportError as exc:
         return f"torchao is not installed ({exc})"
-    from harness.variants.compile import _available as compile_available
+    from harness.variants.compile import available as compile_available
 
     return compile_available("cpu")
 

@@ -11,6 +11,7 @@ nvidia-modelopt for int8); without it they are unavailable with that reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import Any
@@ -113,23 +114,17 @@ def build_engine(predictor: Any, context: dict, int8: bool) -> dict[str, Any]:
         model = mtq.quantize(model, mtq.INT8_DEFAULT_CFG, forward_loop=forward_loop)
         precisions = {torch.int8, torch.float16, torch.float32}
         info["calibration_images"] = len(calibration)
-        with torch.no_grad(), export_torch_mode():
-            compiled = torch_tensorrt.compile(
-                model,
-                ir="dynamo",
-                arg_inputs=_input_specs(example_args, max_batch),
-                enabled_precisions=precisions,
-                min_block_size=1,
-            )
+        exporting = export_torch_mode()  # ModelOpt's quantizers export as TensorRT's Q/DQ nodes
     else:
-        with torch.no_grad():
-            compiled = torch_tensorrt.compile(
-                model,
-                ir="dynamo",
-                arg_inputs=_input_specs(example_args, max_batch),
-                enabled_precisions=precisions,
-                min_block_size=1,
-            )
+        exporting = contextlib.nullcontext()
+    with torch.no_grad(), exporting:
+        compiled = torch_tensorrt.compile(
+            model,
+            ir="dynamo",
+            arg_inputs=_input_specs(example_args, max_batch),
+            enabled_precisions=precisions,
+            min_block_size=1,
+        )
     predictor.model = compiled
     info["serialized_bytes"] = _engine_bytes(compiled, example_args)
     return info
@@ -148,20 +143,20 @@ def _engine_bytes(compiled: Any, example_args: tuple) -> int | None:
         return os.path.getsize(path)
 
 
-def _apply_fp16(predictor: Any, context: dict) -> Any:
-    info = build_engine(predictor, context, int8=False)
+def _apply(predictor: Any, context: dict, int8: bool) -> Any:
+    info = build_engine(predictor, context, int8=int8)
     context.setdefault("info", {})["tensorrt"] = info
     if info.get("serialized_bytes"):
         context["info"]["serialized_bytes"] = info["serialized_bytes"]
     return predictor
+
+
+def _apply_fp16(predictor: Any, context: dict) -> Any:
+    return _apply(predictor, context, int8=False)
 
 
 def _apply_int8(predictor: Any, context: dict) -> Any:
-    info = build_engine(predictor, context, int8=True)
-    context.setdefault("info", {})["tensorrt"] = info
-    if info.get("serialized_bytes"):
-        context["info"]["serialized_bytes"] = info["serialized_bytes"]
-    return predictor
+    return _apply(predictor, context, int8=True)
 
 
 TENSORRT_FP16 = Variant(

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from harness.zoo.blocks import ConvBNAct, GhostBottleneck, make_divisible
-from harness.zoo.gtsnet import _init_weights
+from harness.zoo.gtsnet import init_weights
 
 # One row per Ghost bottleneck, grouped in stages: kernel, expansion size, output channels, SE ratio, stride.
 PAPER_CONFIG: tuple[tuple[tuple[int, int, int, float, int], ...], ...] = (
@@ -57,7 +57,7 @@ class GhostNet(nn.Module):
         self.act = nn.ReLU()
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(HEAD_CHANNELS, num_classes)
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act(self.conv_head(self.pool(self.features(x))))

@@ -213,4 +213,3 @@ def test_the_ray_runner_gets_the_same_output_checks(ray_cluster, ray_env, harnes
     assert run_cli("submit", str(sub), env=harness_env).returncode == 0
     args = ("evaluate", "--track", "classification", "--runner", "ray", "--address", ray_cluster.address, "--json")
     assert_tampering_caught(run_cli(*args, env={**harness_env, **ray_env}))
-

@@ -361,4 +361,3 @@ def test_the_docker_runner_catches_a_rewritten_measurements_file(docker_image, h
     assert run_cli("submit", str(sub), env=env).returncode == 0
     result = run_cli("evaluate", "--track", "classification", "--runner", "docker", "--json", env=env, timeout=900)
     assert_tampering_caught(result)
-
