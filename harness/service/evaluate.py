@@ -185,7 +185,7 @@ def execute(plan: Plan, store: Any, progress: Progress = _noop) -> list[dict[str
                 progress("skip", {"submission": submission.name, "variant": variant, "reason": reason})
                 continue
             store.finish_run(run_id, score(plan, job, result))
-            record = run_record(store.get_run(run_id))
+            record = run_record(store.get_run(run_id), higher_is_better=card.higher_is_better)
             results.append(record)
             progress("done", record)
     except BaseException:
@@ -213,6 +213,7 @@ def claim(plan: Plan, store: Any, submission: Any, variant: str) -> tuple[int, I
     from harness.store.repo import idempotency_key
 
     card = plan.card
+    calibration_dir = _calibration_dir(plan, variant)  # before the claim: a split that fails its pin claims nothing
     key_parts = [
         submission.content_hash, submission.name, variant, card.key, card.card_hash, plan.hardware_class,
         plan.split.digest, plan.device, plan.profile,
@@ -238,10 +239,14 @@ def claim(plan: Plan, store: Any, submission: Any, variant: str) -> tuple[int, I
     )
     if run_id is None:
         return None
-    out_dir = settings().runs_dir / str(run_id)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    try:
+        out_dir = settings().runs_dir / str(run_id)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+    except BaseException:
+        store.release_run(run_id)
+        raise
     job = IngestJob(
         mode="evaluate",
         site_dir=submission.site_path,
@@ -253,7 +258,7 @@ def claim(plan: Plan, store: Any, submission: Any, variant: str) -> tuple[int, I
         inputs_dir=str(plan.split.inputs_dir),
         profile=plan.profile,
         threads=plan.threads,
-        calibration_dir=_calibration_dir(plan, variant),
+        calibration_dir=calibration_dir,
         **plan.job_fields,
     )
     return run_id, job
