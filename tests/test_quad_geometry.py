@@ -6,7 +6,15 @@ from fractions import Fraction
 
 import numpy as np
 
-from harness.metrics.quad_geometry import boxes, overlapping_pairs, pair_intersection_areas, quad_areas
+from harness.metrics.quad_geometry import (
+    area_error_bounds,
+    boxes,
+    exact_intersection_area,
+    exact_quad_area,
+    overlapping_pairs,
+    pair_intersection_areas,
+    quad_areas,
+)
 
 
 def _exact_clip_area(subject: list[tuple[int, int]], clip: list[tuple[int, int]]) -> Fraction:
@@ -126,3 +134,46 @@ def test_overlapping_pairs_per_image() -> None:
     inclusive = overlapping_pairs(gt_boxes, gt_offsets, det_boxes, det_offsets, inclusive=True)
     assert [p.tolist() for p in inclusive] == [[0, 1], [0, 3]]
     assert boxes(np.array([[[3, 1], [5, 2], [4, 7], [0, 3]]], dtype=float)).tolist() == [[0, 1, 5, 7]]
+
+
+def test_exact_intersections_equal_exact_clipping() -> None:
+    # Parallelograms (either orientation, some far from the origin) and the concave arrow against them, both
+    # ways round: the exact counterpart of pair_intersection_areas is the true area, not just close to it.
+    rng = np.random.default_rng(3)
+    first, second = _parallelograms(rng, 300), _parallelograms(rng, 300)
+    second[::2] = second[::2, ::-1]
+    first[::3] += 1000
+    second[::3] += 1000
+    for a, b in zip(first, second, strict=True):
+        assert exact_intersection_area(a, b) == _exact_clip_area(a.tolist(), b.tolist())
+    arrow = np.array([[0, 0], [30, 10], [0, 20], [8, 10]], dtype=float) + 10
+    for quad in _parallelograms(rng, 100):
+        expected = _exact_clip_area(arrow.tolist(), quad.tolist())
+        assert exact_intersection_area(arrow, quad) == exact_intersection_area(quad, arrow) == expected
+    assert exact_quad_area(arrow) == 220
+    assert exact_quad_area(np.array([[0, 0], [0.5, 0], [0.5, 0.25], [0, 0.25]])) == Fraction(1, 8)
+
+
+def test_exact_intersections_of_degenerate_and_touching_quads() -> None:
+    a = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], dtype=float)
+    line = np.array([[2, 2], [8, 8], [8, 8], [2, 2]], dtype=float)
+    for other in (a + [10, 0], a + [10, 10], a + [50, 50], line):
+        assert exact_intersection_area(a, other) == exact_intersection_area(other, a) == 0
+    # Shared edges in the same direction are counted once: a box against itself and against its halves.
+    assert exact_intersection_area(a, a) == 100
+    assert exact_intersection_area(a, np.array([[0, 0], [10, 0], [10, 5], [0, 5]], dtype=float)) == 50
+
+
+def test_float_intersections_stay_within_their_error_bound() -> None:
+    # Random quads (convex, concave and self-intersecting) near the origin and at large coordinates, where
+    # rounded crossing points cost the most: the float path is never further from the exact figure than
+    # area_error_bounds says, which is what keeps the scorers' exact decisions sound.
+    rng = np.random.default_rng(4)
+    for scale, offset in ((10, 0), (200, 0), (200, 5000), (40, 30000)):
+        first = (rng.integers(0, scale, (400, 4, 2)) + offset).astype(float)
+        second = first[rng.permutation(400)] + rng.integers(-scale // 3, scale // 3 + 1, (400, 1, 2))
+        second += rng.integers(-2, 3, second.shape)
+        got = pair_intersection_areas(first, second)
+        exact = np.array([float(exact_intersection_area(a, b)) for a, b in zip(first, second, strict=True)])
+        assert (np.abs(got - exact) <= area_error_bounds(first, second)).all()
+        assert (exact > 0).sum() > 100

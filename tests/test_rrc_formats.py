@@ -244,3 +244,51 @@ def test_score_text_reads_both_sides(tmp_path: Path) -> None:
         **icdar15(list(truth.images.values()), det),
     }
     assert score_text(gt, written) == in_memory == scores
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        # Clockwise on screen from the bottom-left instead: the official sum of (x2 - x1)(y2 + y1) is +200 > 0.
+        ("0,10,10,10,10,0,0,0", "the quadrilateral's points are counter-clockwise"),
+        ("0,0,0,10,10,10,10,0,0.9", "the quadrilateral's points are counter-clockwise"),
+        # A bow-tie: edges (0,0)-(10,10) and (10,0)-(0,10) cross at (5,5); its official sum is 0 (accepted
+        # there), and a lopsided one with a negative sum is refused all the same.
+        ("0,0,10,10,10,0,0,10", "the quadrilateral's edges cross"),
+        ("0,0,20,10,20,0,0,10", "the quadrilateral's edges cross"),
+        # Zero area: corners on one line, or all the same point.
+        ("0,0,5,5,10,10,5,5", "the quadrilateral has zero area"),
+        ("3,3,3,3,3,3,3,3", "the quadrilateral has zero area"),
+        # A repeated corner (a triangle) and a corner on the opposite edge: not simple polygons.
+        ("0,0,10,0,10,0,0,10", "the quadrilateral is not a simple polygon"),
+        ("0,0,10,10,0,10,5,5", "the quadrilateral is not a simple polygon"),
+    ],
+)
+def test_result_quads_are_validated_as_the_official_site_does(tmp_path: Path, line: str, problem: str) -> None:
+    folder = write_files(tmp_path / "res", {"res_img_3.txt": f"0,0,10,0,10,10,0,10\n{line}\n"})
+    with pytest.raises(PredictionError, match=rf"res_img_3\.txt, line 2: {problem}") as error:
+        read_rrc_results(folder)
+    assert repr(line) in str(error.value)
+    assert "clockwise from the top-left" in str(error.value.hint)
+
+
+def test_clockwise_result_quads_are_accepted(tmp_path: Path) -> None:
+    # Clockwise on screen (y down), from any corner; a concave (arrow) quad; rectangles (4 numbers) of zero
+    # width, which the official LTRB format accepts; and ground truth in either order, which is not checked.
+    lines = "10,0,10,10,0,10,0,0\n0,0,30,10,0,20,8,10\n0.5,0.5,9.5,0.5,9.5,9.5,0.5,9.5,0.7\n5,5,5,9\n"
+    results = read_rrc_results(write_files(tmp_path / "res", {"res_img_1.txt": lines}))
+    assert len(results["img_1"].polygons) == 4
+    truth = read_rrc_ground_truth(write_files(tmp_path / "gt", {"gt_img_1.txt": "0,10,10,10,10,0,0,0,word\n"}))
+    assert truth.images["img_1"].polygons.shape == (1, 4, 2)
+
+
+def test_writer_refuses_quads_the_reader_would_refuse(tmp_path: Path) -> None:
+    # 0.4 px tall: its corners round onto one line.
+    flat = ImageDet(polygons=np.array([[[0, 0], [10, 0], [10, 0.4], [0, 0.4]]]), scores=np.ones(1))
+    with pytest.raises(PredictionError, match=r"image 'img_1', detection 0: once rounded .* has zero area"):
+        write_rrc_results(tmp_path / "a.zip", {"img_1": flat})
+    bow_tie = ImageDet(polygons=np.array([[[0, 0], [10, 10], [10, 0], [0, 10]]], float), scores=np.ones(1))
+    with pytest.raises(PredictionError, match="the quadrilateral's edges cross"):
+        write_rrc_results(tmp_path / "b.zip", {"img_1": bow_tie})
+    # As rectangles both are fine.
+    write_rrc_results(tmp_path / "c.zip", {"img_1": flat, "img_2": bow_tie}, form="rect")

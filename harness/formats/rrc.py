@@ -28,6 +28,18 @@ What is read, and what is refused:
   has no detections, as in the official script.
 * A malformed line is a `DatasetError` (ground truth) or `PredictionError` (results) naming the file, the
   line number and the expected format.
+* Result quadrilaterals (8-number lines) are checked as the official ICDAR2015 validator checks them
+  (`rrc_evaluation_funcs.validate_clockwise_points`): the sum of (x2 − x1)(y2 + y1) over the four edges must
+  not be positive, i.e. the points go clockwise on screen (y pointing down). The official check looks at that
+  sum alone, so it lets through a quadrilateral of zero area and a self-intersecting ("bow-tie") one whose
+  sum is not positive; both are refused here too (see `quad_problem`). Each refusal is a `PredictionError`
+  naming the file, the line and the fix. The check is exact, on the numbers as written (the official one
+  truncates them to integers, which official files are). Rectangles (4 numbers) need only xmax >= xmin and
+  ymax >= ymin, as officially.
+* Ground truth keeps its leniency: its quadrilaterals may go either way round and are not checked for shape.
+  The official script runs the same clockwise check on ground-truth lines, but ground truth is the
+  organiser's, the scorers do not depend on vertex order, and datasets converted from other sources must
+  still read; `write_rrc_results` writes only quadrilaterals the result check accepts.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -58,6 +71,7 @@ GT_FORMATS = {
     "rect": 'xmin,ymin,xmax,ymax,"transcription" (ICDAR2013)',
 }
 RESULT_FORMAT = "x1,y1,x2,y2,x3,y3,x4,y4[,confidence] or xmin,ymin,xmax,ymax[,confidence]"
+Point = tuple[Fraction, Fraction]
 
 
 @dataclass(frozen=True)
@@ -185,7 +199,8 @@ def read_rrc_ground_truth(source: str | Path, form: str = "auto") -> RRCGroundTr
     return RRCGroundTruth(images=images, form="quad" if form == "auto" else form)
 
 
-def _parse_result_line(line: str) -> tuple[list[list[float]], float] | None:
+def _parse_result_line(line: str) -> tuple[list[list[float]], float, bool] | None:
+    """Corners, confidence and whether the line gave a quadrilateral (8 numbers) rather than a rectangle."""
     fields = line.split(",")
     if len(fields) > 1 and not fields[-1].strip():
         fields = fields[:-1]  # a trailing comma
@@ -194,11 +209,68 @@ def _parse_result_line(line: str) -> tuple[list[list[float]], float] | None:
         return None
     confidence = values[-1] if len(values) in (5, 9) else 1.0
     if len(values) >= 8:
-        return [values[i : i + 2] for i in range(0, 8, 2)], confidence
+        return [values[i : i + 2] for i in range(0, 8, 2)], confidence, True
     xmin, ymin, xmax, ymax = values[:4]
     if xmax < xmin or ymax < ymin:
         return None
-    return _rect_corners(xmin, ymin, xmax, ymax), confidence
+    return _rect_corners(xmin, ymin, xmax, ymax), confidence, False
+
+
+def _orientation(a: Point, b: Point, c: Point) -> int:
+    """The sign of the turn a -> b -> c: > 0 clockwise on screen (y down), < 0 counter-clockwise, 0 collinear."""
+    turn = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+    return (turn > 0) - (turn < 0)
+
+
+def _on_segment(a: Point, b: Point, point: Point) -> bool:
+    """Whether `point`, collinear with a and b, lies between them (ends included)."""
+    return min(a[0], b[0]) <= point[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= point[1] <= max(a[1], b[1])
+
+
+def _opposite_edges_meet(corners: list[Point]) -> tuple[bool, bool]:
+    """(whether a pair of opposite edges cross at a point inside both, whether one touches the other)."""
+    cross = touch = False
+    for p, q, r, t in ((0, 1, 2, 3), (1, 2, 3, 0)):
+        a, b, c, d = corners[p], corners[q], corners[r], corners[t]
+        sides = (_orientation(a, b, c), _orientation(a, b, d), _orientation(c, d, a), _orientation(c, d, b))
+        cross |= sides[0] * sides[1] < 0 and sides[2] * sides[3] < 0
+        touch |= any(
+            side == 0 and _on_segment(*ends, point)
+            for side, ends, point in zip(sides, ((a, b), (a, b), (c, d), (c, d)), (c, d, a, b), strict=True)
+        )
+    return cross, touch
+
+
+def quad_problem(corners: list[list[float]]) -> tuple[str, str] | None:
+    """Why the official ICDAR2015 validator, or the stricter check here, refuses a result quadrilateral, and
+    how to fix it; None when it is accepted. Computed exactly on the numbers as written.
+
+    The official rule (`rrc_evaluation_funcs.validate_clockwise_points`) sums (x2 − x1)(y2 + y1) over the four
+    edges and refuses a positive sum: points counter-clockwise on screen (y pointing down). It accepts a
+    quadrilateral of zero area (sum 0) and a self-intersecting one whose sum is not positive; here both are
+    refused as well, since neither outlines a word and the scorers' areas for them mean nothing.
+    """
+    points = [(Fraction(x), Fraction(y)) for x, y in corners]
+    edges = list(zip(points, points[1:] + points[:1], strict=True))
+    official_sum = sum(((b[0] - a[0]) * (b[1] + a[1]) for a, b in edges), Fraction(0))  # −2 × signed area
+    cross, touch = _opposite_edges_meet(points)
+    in_order = "give the four corners in order around the word, clockwise from the top-left, as ICDAR2015 does"
+    if cross:
+        return "the quadrilateral's edges cross (a self-intersecting 'bow-tie')", in_order
+    if official_sum == 0:
+        return (
+            "the quadrilateral has zero area (its corners are repeated or lie on one line)",
+            "drop the detection, or give four corners around the word, clockwise from the top-left",
+        )
+    if touch:
+        return "the quadrilateral is not a simple polygon (a corner is repeated or lies on an opposite edge)", in_order
+    if official_sum > 0:
+        return (
+            "the quadrilateral's points are counter-clockwise (in image coordinates, y pointing down)",
+            "give them clockwise from the top-left, as ICDAR2015 does (the official validator refuses a "
+            "positive sum of (x2 - x1)(y2 + y1) over the edges)",
+        )
+    return None
 
 
 def _ignored_result_entry(name: str) -> bool:
@@ -234,21 +306,28 @@ def read_rrc_results(source: str | Path, image_ids: Iterable[str] | None = None)
             )
         if image_id in results:
             raise PredictionError(f"{shown}: a second result file for image {image_id!r}")
-        corners, confidences = [], []
-        for number, line in _lines(raw):
-            parsed = _parse_result_line(line)
-            if parsed is None:
-                raise PredictionError(
-                    f"{shown}, line {number}: expected {RESULT_FORMAT}, found {line.strip()!r}",
-                    "4 or 8 finite numbers separated by commas, then optionally a confidence; "
-                    "xmax >= xmin and ymax >= ymin for rectangles",
-                )
-            corners.append(parsed[0])
-            confidences.append(parsed[1])
-        results[image_id] = ImageDet(
-            polygons=np.array(corners, dtype=np.float64).reshape(-1, 4, 2), scores=np.array(confidences)
-        )
+        results[image_id] = _read_result_file(shown, raw)
     return dict(sorted(results.items(), key=lambda item: natural_key(item[0])))
+
+
+def _read_result_file(shown: str, raw: bytes) -> ImageDet:
+    """The detections of one result file; a malformed line or a quadrilateral the official validator (or the
+    stricter check of `quad_problem`) refuses is a `PredictionError` naming the file and the line."""
+    corners, confidences = [], []
+    for number, line in _lines(raw):
+        parsed = _parse_result_line(line)
+        if parsed is None:
+            raise PredictionError(
+                f"{shown}, line {number}: expected {RESULT_FORMAT}, found {line.strip()!r}",
+                "4 or 8 finite numbers separated by commas, then optionally a confidence; "
+                "xmax >= xmin and ymax >= ymin for rectangles",
+            )
+        problem = quad_problem(parsed[0]) if parsed[2] else None
+        if problem is not None:
+            raise PredictionError(f"{shown}, line {number}: {problem[0]}, found {line.strip()!r}", problem[1])
+        corners.append(parsed[0])
+        confidences.append(parsed[1])
+    return ImageDet(polygons=np.array(corners, dtype=np.float64).reshape(-1, 4, 2), scores=np.array(confidences))
 
 
 def _result_lines(detections: Any, image_id: str, form: str, with_confidence: bool) -> str:
@@ -262,11 +341,17 @@ def _result_lines(detections: Any, image_id: str, form: str, with_confidence: bo
     quads = ImageDet(polygons=polygons.reshape(-1, 4, 2), scores=scores).polygons
     corners = positively_oriented(integer_coordinates(quads)).astype(np.int64)
     lines = []
-    for quad, score in zip(corners, scores.tolist(), strict=True):
+    for index, (quad, score) in enumerate(zip(corners, scores.tolist(), strict=True)):
         if form == "rect":
             values = [*quad.min(axis=0).tolist(), *quad.max(axis=0).tolist()]
         else:
             values = quad.reshape(-1).tolist()
+            problem = quad_problem(quad.tolist())
+            if problem is not None:
+                raise PredictionError(
+                    f"results for image {image_id!r}, detection {index}: once rounded to integer pixels, {problem[0]}",
+                    "drop such detections before writing, or write form='rect' (the bounding rectangles)",
+                )
         text = ",".join(str(value) for value in values)
         lines.append(f"{text},{score:.6f}" if with_confidence else text)
     return "".join(line + "\n" for line in lines)
@@ -280,8 +365,9 @@ def write_rrc_results(
 
     `results` maps image ids to `ImageDet` or `harness.contract.TextPolygons` (4-point polygons). Corners
     are rounded to integers as the scorers do; quads are written clockwise on screen (the site refuses
-    other orders), rectangles as `xmin,ymin,xmax,ymax` of the integer corners. Every image gets a file,
-    empty when nothing was detected. The official scripts read confidences only in their AP mode and
+    other orders), rectangles as `xmin,ymin,xmax,ymax` of the integer corners; a quad whose integer corners
+    have zero area or cross (which `read_rrc_results` would refuse) is a `PredictionError`. Every image gets
+    a file, empty when nothing was detected. The official scripts read confidences only in their AP mode and
     otherwise refuse them, hence `with_confidence=False` by default. Zip entries carry a fixed date so that
     the same results give the same bytes.
     """

@@ -31,17 +31,44 @@ With the official threshold 1.0 the centre-distance condition never fails for tw
 (the normalised distance is at most |a − i| + |b − i| over |a| + |b| < 1, with a, b, i the size vectors of
 the two boxes and their intersection); it is kept, and `DetEvalParams.centre_threshold` can tighten it.
 
+Threshold decisions are exact. Every comparison with a threshold (area recall >= tr and area precision
+>= tp in steps 3 to 5, area precision > tp in the don't-care filter, normalised centre distance <
+`centre_threshold`) reads the threshold as the decimal it is written as (0.8 is 4/5, not the float nearest
+to it) and is decided as exact arithmetic would decide it (`quad_geometry.threshold_decisions`): on the
+float figures where they lie clearly on one side, and in rational arithmetic (`fractions.Fraction`: exact
+intersections and areas, the centre distance against the sum of the two diagonals by squaring twice) for
+the few pairs within a band around the threshold. The band is 1e-9 of the threshold plus a bound on the
+float figure's own error, so no pair outside it can be on the wrong side: only exact and near-exact ties
+are decided differently from plain float comparisons. An area recall of exactly 4/5 thus passes `>= 0.8`
+where its float (e.g. 0.7999999999999773) fails. In the rect form, areas and intersections are exact
+integers and the float ratios already decide right (the exact path only confirms); in the quad form, the
+intersections of tilted quads are not exact in floats. A pair whose float intersection is positive but
+within its error bound of zero counts as overlapping only if it truly overlaps. The sums of steps 4 and 5
+are kept as the official float64 sums, rounded to 4 decimals.
+
 Behaviours of other public ports that are *not* reproduced: dropping the "at least two" conditions, strict
 ``>`` in step 3, skipping the rounding, or weighting a single-detection split 0.8.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
-from harness.metrics.quad_geometry import boxes, overlapping_pairs, pair_intersection_areas, quad_areas
+from harness.metrics.quad_geometry import (
+    area_error_bounds,
+    boxes,
+    exact_intersection_area,
+    exact_quad_area,
+    overlapping_pairs,
+    pair_intersection_areas,
+    quad_areas,
+    ratio_sign,
+    threshold_decisions,
+)
 from harness.metrics.text_records import ImageDet, ImageGT, PackedText, pack
 
 FORMS = ("rect", "quad")
@@ -123,12 +150,105 @@ def _sequential_sum(values: np.ndarray) -> np.float64:
     return total
 
 
-def _geometry(packed: PackedText, form: str) -> tuple[np.ndarray, ...]:
-    """Overlapping pairs with their intersection areas, and per-item areas, centres and diagonals."""
+class _Exact:
+    """Exact areas, intersections, centres and diagonals of single items and pairs, computed on demand for the
+    few comparisons that fall next to a threshold (see `threshold_decisions`) and kept."""
+
+    def __init__(self, packed: PackedText, form: str) -> None:
+        self.quads = {"gt": packed.gt_quads, "det": packed.det_quads}
+        self.form = form
+        self._areas: dict[tuple[str, int], Fraction] = {}
+        self._intersections: dict[tuple[int, int], Fraction] = {}
+
+    def _box(self, side: str, index: int) -> tuple[Fraction, Fraction, Fraction, Fraction]:
+        corners = self.quads[side][index]
+        low, high = corners.min(axis=0).tolist(), corners.max(axis=0).tolist()
+        return Fraction(low[0]), Fraction(low[1]), Fraction(high[0]), Fraction(high[1])
+
+    def area(self, side: str, index: int) -> Fraction:
+        key = (side, index)
+        if key not in self._areas:
+            if self.form == "rect":
+                xmin, ymin, xmax, ymax = self._box(side, index)
+                self._areas[key] = (xmax - xmin + 1) * (ymax - ymin + 1)
+            else:
+                self._areas[key] = exact_quad_area(self.quads[side][index])
+        return self._areas[key]
+
+    def intersection(self, g: int, d: int) -> Fraction:
+        if (g, d) not in self._intersections:
+            if self.form == "rect":
+                a, b = self._box("gt", g), self._box("det", d)
+                width = min(a[2], b[2]) - max(a[0], b[0]) + 1
+                height = min(a[3], b[3]) - max(a[1], b[1]) + 1
+                self._intersections[g, d] = max(width, Fraction(0)) * max(height, Fraction(0))
+            else:
+                self._intersections[g, d] = exact_intersection_area(self.quads["gt"][g], self.quads["det"][d])
+        return self._intersections[g, d]
+
+    def shape(self, side: str, index: int) -> tuple[Fraction, Fraction, Fraction]:
+        """The centre (x, y) and the squared diagonal, as `_geometry` defines them for the form."""
+        xmin, ymin, xmax, ymax = self._box(side, index)
+        if self.form == "rect":
+            width, height = xmax - xmin + 1, ymax - ymin + 1
+            return xmin + width / 2, ymin + height / 2, width * width + height * height
+        corners = [(Fraction(x), Fraction(y)) for x, y in self.quads[side][index].tolist()]
+        centre_x, centre_y = sum(x for x, _ in corners) / 4, sum(y for _, y in corners) / 4
+        return centre_x, centre_y, (xmax - xmin) ** 2 + (ymax - ymin) ** 2
+
+    def centre_sign(self, g: int, d: int, threshold: Fraction) -> int:
+        """The sign of 2·|c_g − c_d| / (diag_g + diag_d) − threshold, exactly: with D the squared distance and
+        G, H the squared diagonals, the sign of 2√D − t(√G + √H), found by squaring twice."""
+        gx, gy, gd = self.shape("gt", g)
+        dx, dy, dd = self.shape("det", d)
+        distance = (gx - dx) ** 2 + (gy - dy) ** 2
+        if threshold < 0:
+            return 1
+        rest = 4 * distance - threshold**2 * (gd + dd)  # 4D − t²(G + H), against 2t²√(GH) >= 0
+        if rest < 0:
+            return -1
+        difference = rest**2 - 4 * threshold**4 * gd * dd
+        return (difference > 0) - (difference < 0)
+
+
+@dataclass
+class _Geometry:
+    """The overlapping pairs (in (gt, det) row-major order), their intersection areas with a bound on each
+    one's float error, per-item areas, centres and diagonals, and the exact figures on demand."""
+
+    pair_gt: np.ndarray
+    pair_det: np.ndarray
+    intersection: np.ndarray
+    error: np.ndarray
+    gt_area: np.ndarray
+    det_area: np.ndarray
+    centres: tuple[np.ndarray, np.ndarray]
+    diagonals: tuple[np.ndarray, np.ndarray]
+    exact: _Exact
+
+    def exact_signs(self, ratio: str) -> Callable[[np.ndarray, Fraction], list[int]]:
+        """For `threshold_decisions`: exact signs of area recall ("recall") or precision of chosen pairs."""
+        side = "gt" if ratio == "recall" else "det"
+
+        def signs(chosen: np.ndarray, threshold: Fraction) -> list[int]:
+            pairs = zip(self.pair_gt[chosen].tolist(), self.pair_det[chosen].tolist(), strict=True)
+            return [
+                ratio_sign(self.exact.intersection(g, d), self.exact.area(side, g if side == "gt" else d), threshold)
+                for g, d in pairs
+            ]
+
+        return signs
+
+
+def _geometry(packed: PackedText, form: str) -> _Geometry:
+    """Overlapping pairs with their intersection areas, and per-item areas, centres and diagonals. Areas of
+    the rect form and polygon areas of integer quads are exact; the polygon intersections are not, so a pair
+    whose float intersection is positive but within its error bound of 0 is kept only if it truly overlaps."""
     gt_box, det_box = boxes(packed.gt_quads), boxes(packed.det_quads)
     pair_gt, pair_det = overlapping_pairs(
         gt_box, packed.gt_offsets, det_box, packed.det_offsets, inclusive=form == "rect"
     )
+    exact = _Exact(packed, form)
     if form == "rect":
         gt_size = gt_box[:, 2:] - gt_box[:, :2] + 1
         det_size = det_box[:, 2:] - det_box[:, :2] + 1
@@ -136,26 +256,31 @@ def _geometry(packed: PackedText, form: str) -> tuple[np.ndarray, ...]:
             gt_box[pair_gt, :2], det_box[pair_det, :2]
         )
         intersection = (span[:, 0] + 1) * (span[:, 1] + 1)
+        error = np.zeros(len(intersection))
         gt_area, det_area = gt_size[:, 0] * gt_size[:, 1], det_size[:, 0] * det_size[:, 1]
         gt_centre, det_centre = gt_box[:, :2] + gt_size / 2.0, det_box[:, :2] + det_size / 2.0
     else:
-        intersection = pair_intersection_areas(packed.gt_quads[pair_gt], packed.det_quads[pair_det])
+        gt_pairs, det_pairs = packed.gt_quads[pair_gt], packed.det_quads[pair_det]
+        intersection = pair_intersection_areas(gt_pairs, det_pairs)
+        error = area_error_bounds(gt_pairs, det_pairs)
         gt_area, det_area = quad_areas(packed.gt_quads), quad_areas(packed.det_quads)
         gt_centre, det_centre = packed.gt_quads.mean(axis=1), packed.det_quads.mean(axis=1)
         gt_size, det_size = gt_box[:, 2:] - gt_box[:, :2], det_box[:, 2:] - det_box[:, :2]
     gt_diagonal = np.sqrt(gt_size[:, 1] * gt_size[:, 1] + gt_size[:, 0] * gt_size[:, 0])
     det_diagonal = np.sqrt(det_size[:, 1] * det_size[:, 1] + det_size[:, 0] * det_size[:, 0])
     positive = intersection > 0
-    return (
-        pair_gt[positive],
-        pair_det[positive],
-        intersection[positive],
-        gt_area,
-        det_area,
-        gt_centre,
-        det_centre,
-        gt_diagonal,
-        det_diagonal,
+    for pair in np.flatnonzero(positive & (intersection <= error)).tolist():
+        positive[pair] = exact.intersection(int(pair_gt[pair]), int(pair_det[pair])) > 0
+    return _Geometry(
+        pair_gt=pair_gt[positive],
+        pair_det=pair_det[positive],
+        intersection=intersection[positive],
+        error=error[positive],
+        gt_area=gt_area,
+        det_area=det_area,
+        centres=(gt_centre, det_centre),
+        diagonals=(gt_diagonal, det_diagonal),
+        exact=exact,
     )
 
 
@@ -208,34 +333,47 @@ def _group_matches(
     return matched
 
 
+def _decisions(geometry: _Geometry, params: DetEvalParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair, exactly: area recall >= tr, area precision >= tp, and area precision > tp (don't care).
+    A ratio's float error is at most its intersection's error bound over the (exact) area, plus rounding."""
+    pair_gt, pair_det, intersection = geometry.pair_gt, geometry.pair_det, geometry.intersection
+    gt_area, det_area = geometry.gt_area[pair_gt], geometry.det_area[pair_det]
+    recall, precision = _ratio(intersection, gt_area), _ratio(intersection, det_area)
+    recall_error, precision_error = _ratio(geometry.error, gt_area), _ratio(geometry.error, det_area)
+    recall_signs, precision_signs = geometry.exact_signs("recall"), geometry.exact_signs("precision")
+    tr, tp = params.area_recall, params.area_precision
+    return (
+        threshold_decisions(recall, tr, ">=", recall_error, recall_signs),
+        threshold_decisions(precision, tp, ">=", precision_error, precision_signs),
+        threshold_decisions(precision, tp, ">", precision_error, precision_signs),
+    )
+
+
 def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
     """All five steps on the pairs of every image at once. Pairs are kept in (gt, det) row-major order,
     which is each image's file order; sums are accumulated per image in the official order."""
-    (pair_gt, pair_det, intersection, gt_area, det_area, gt_centre, det_centre, gt_diagonal, det_diagonal) = _geometry(
-        packed, form
-    )
+    geometry = _geometry(packed, form)
+    pair_gt, pair_det = geometry.pair_gt, geometry.pair_det
     n_gt, n_det, n_images = len(packed.gt_quads), len(packed.det_quads), packed.images
-    tr, tp = params.area_recall, params.area_precision
-    recall = _ratio(intersection, gt_area[pair_gt])
-    precision = _ratio(intersection, det_area[pair_det])
+    recall = _ratio(geometry.intersection, geometry.gt_area[pair_gt])
+    precision = _ratio(geometry.intersection, geometry.det_area[pair_det])
+    recall_passes, precision_passes, precision_over = _decisions(geometry, params)
 
     # Step 2: don't care.
     gt_cared = ~packed.gt_dont_care
     det_dont_care = np.zeros(n_det, dtype=bool)
-    det_dont_care[pair_det[packed.gt_dont_care[pair_gt] & (precision > tp)]] = True
+    det_dont_care[pair_det[packed.gt_dont_care[pair_gt] & precision_over]] = True
     det_cared = ~det_dont_care
 
     # Step 3: one-to-one.
     overlaps_of_gt = np.bincount(pair_gt[det_cared[pair_det] & (recall > 0)], minlength=n_gt)
     overlaps_of_det = np.bincount(pair_det[gt_cared[pair_gt] & (recall > 0)], minlength=n_det)
     one_gt, one_det = _one_to_one(
-        packed,
+        geometry,
         params,
-        (pair_gt, pair_det),
-        (recall, precision),
+        recall_passes & precision_passes,
         (gt_cared, det_cared),
         (overlaps_of_gt, overlaps_of_det),
-        ((gt_centre, det_centre), (gt_diagonal, det_diagonal)),
     )
     gt_matched = np.zeros(n_gt, dtype=bool)
     det_matched = np.zeros(n_det, dtype=bool)
@@ -251,10 +389,10 @@ def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
         owner=pair_gt,
         member=pair_det,
         value=recall,
-        qualifying=(precision >= tp) & det_cared[pair_det],
+        qualifying=precision_passes & det_cared[pair_det],
         eligible=gt_cared & ~gt_matched & (overlaps_of_gt >= 2),
         member_taken=det_matched,
-        threshold=tr,
+        threshold=params.area_recall,
     )
     for g, dets in splits:
         gt_matched[g] = True
@@ -266,10 +404,10 @@ def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
         owner=pair_det[by_det],
         member=pair_gt[by_det],
         value=precision[by_det],
-        qualifying=(recall[by_det] >= tr) & gt_cared[pair_gt[by_det]],
+        qualifying=recall_passes[by_det] & gt_cared[pair_gt[by_det]],
         eligible=det_cared & ~det_matched & (overlaps_of_det >= 2),
         member_taken=gt_matched,
-        threshold=tp,
+        threshold=params.area_precision,
     )
     for d, gts in merges:
         det_matched[d] = True
@@ -292,23 +430,20 @@ Pair = tuple[np.ndarray, np.ndarray]  # (of the ground truths, of the detections
 
 
 def _one_to_one(
-    packed: PackedText,
+    geometry: _Geometry,
     params: DetEvalParams,
-    pairs: Pair,
-    ratios: Pair,
+    both: np.ndarray,
     cared: Pair,
     overlaps: Pair,
-    shapes: tuple[Pair, Pair],
 ) -> Pair:
-    """The one-to-one matches (gt indices, det indices) among the overlapping `pairs`, from their area recall and
-    precision (`ratios`), which items are cared for, how many items each overlaps, and the items' centres and
-    diagonals. Each candidate pair is the only one in its row and its column, so the official nested loop's
-    order cannot change the outcome and all pairs are decided at once."""
-    (pair_gt, pair_det), (recall, precision) = pairs, ratios
+    """The one-to-one matches (gt indices, det indices) among the overlapping pairs of `geometry`, from which
+    pairs pass both area thresholds (`both`), which items are cared for, how many items each overlaps, and the
+    items' centres and diagonals. Each candidate pair is the only one in its row and its column, so the
+    official nested loop's order cannot change the outcome and all pairs are decided at once."""
+    pair_gt, pair_det = geometry.pair_gt, geometry.pair_det
     (gt_cared, det_cared), (overlaps_of_gt, overlaps_of_det) = cared, overlaps
-    (gt_centre, det_centre), (gt_diagonal, det_diagonal) = shapes
-    n_gt, n_det = len(packed.gt_quads), len(packed.det_quads)
-    both = (recall >= params.area_recall) & (precision >= params.area_precision)
+    (gt_centre, det_centre), (gt_diagonal, det_diagonal) = geometry.centres, geometry.diagonals
+    n_gt, n_det = len(gt_centre), len(det_centre)
     both_per_gt = np.bincount(pair_gt[both], minlength=n_gt)
     both_per_det = np.bincount(pair_det[both], minlength=n_det)
     single = (
@@ -323,7 +458,13 @@ def _one_to_one(
     one_gt, one_det = pair_gt[single], pair_det[single]
     delta = np.abs(gt_centre[one_gt] - det_centre[one_det])
     distance = np.sqrt(delta[:, 0] * delta[:, 0] + delta[:, 1] * delta[:, 1])
-    close = distance / (gt_diagonal[one_gt] + det_diagonal[one_det]) * 2.0 < params.centre_threshold
+    normalised = distance / (gt_diagonal[one_gt] + det_diagonal[one_det]) * 2.0
+
+    def signs(chosen: np.ndarray, threshold: Fraction) -> list[int]:
+        pairs = zip(one_gt[chosen].tolist(), one_det[chosen].tolist(), strict=True)
+        return [geometry.exact.centre_sign(g, d, threshold) for g, d in pairs]
+
+    close = threshold_decisions(normalised, params.centre_threshold, "<", 0.0, signs)
     return one_gt[close], one_det[close]
 
 

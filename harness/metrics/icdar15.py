@@ -11,6 +11,12 @@ The specification is `shared/specs/text-detection-metrics.md`:
 * recall = matches / cared-for ground truths, precision = matches / cared-for detections, summed over the
   dataset (each 0 when its denominator is 0); h-mean = 2PR / (P + R), 0 when P + R = 0.
 
+Both comparisons (IoU > 0.5 and the don't-care share > 0.5) are exact: a threshold is the decimal it is
+written as, and pairs whose float ratio lies within a band around it (1e-9 of it plus a bound on the float's
+own error) are decided in rational arithmetic (`quad_geometry.threshold_decisions`). An IoU of exactly 1/2
+therefore never matches, even where its float reads 0.5000000000000341; outside the band the float decision
+stands, so only exact and near-exact ties differ from plain float comparisons.
+
 The official script reads confidences only in its AP mode (`CONFIDENCES`), where it also sorts each
 image's detections by confidence before matching; this scorer, like its default mode, keeps file order.
 IoU of two zero-area polygons, a division by zero in the official script, is 0 here.
@@ -18,12 +24,24 @@ IoU of two zero-area polygons, a division by zero in the official script, is 0 h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 from harness.metrics.deteval import summarise
-from harness.metrics.quad_geometry import boxes, overlapping_pairs, pair_intersection_areas, quad_areas
+from harness.metrics.quad_geometry import (
+    area_error_bounds,
+    boxes,
+    exact_intersection_area,
+    exact_quad_area,
+    overlapping_pairs,
+    pair_intersection_areas,
+    quad_areas,
+    ratio_sign,
+    threshold_decisions,
+)
 from harness.metrics.text_records import ImageDet, ImageGT, PackedText, pack
 
 IOU_THRESHOLD = 0.5
@@ -62,8 +80,30 @@ def _greedy(pair_gt: np.ndarray, pair_det: np.ndarray, n_gt: int, n_det: int) ->
     return matched_gt[order], matched_det[order]
 
 
+def _exact_signs(
+    packed: PackedText, pair_gt: np.ndarray, pair_det: np.ndarray, iou: bool
+) -> Callable[[np.ndarray, Fraction], list[int]]:
+    """For `threshold_decisions`: exact signs of the IoU (`iou`) or of the share of the detection's area
+    inside the ground truth of chosen pairs, from exact polygon areas and intersections."""
+
+    def signs(chosen: np.ndarray, threshold: Fraction) -> list[int]:
+        out = []
+        for g, d in zip(pair_gt[chosen].tolist(), pair_det[chosen].tolist(), strict=True):
+            gt_quad, det_quad = packed.gt_quads[g], packed.det_quads[d]
+            intersection, det_area = exact_intersection_area(gt_quad, det_quad), exact_quad_area(det_quad)
+            if iou:
+                out.append(ratio_sign(intersection, exact_quad_area(gt_quad) + det_area - intersection, threshold))
+            else:
+                out.append(ratio_sign(intersection, det_area, threshold))
+        return out
+
+    return signs
+
+
 def _match(packed: PackedText) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Matched (gt, det) global indices and the don't-care flags of the detections."""
+    """Matched (gt, det) global indices and the don't-care flags of the detections. The comparisons with the
+    thresholds are exact (see `threshold_decisions`): a ratio's float error is at most its intersection's error
+    bound over the detection's area (the share covered) or twice that over the union (the IoU)."""
     pair_gt, pair_det = overlapping_pairs(
         boxes(packed.gt_quads),
         packed.gt_offsets,
@@ -71,17 +111,29 @@ def _match(packed: PackedText) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         packed.det_offsets,
         inclusive=False,
     )
-    intersection = pair_intersection_areas(packed.gt_quads[pair_gt], packed.det_quads[pair_det])
+    gt_pairs, det_pairs = packed.gt_quads[pair_gt], packed.det_quads[pair_det]
+    intersection = pair_intersection_areas(gt_pairs, det_pairs)
+    error = area_error_bounds(gt_pairs, det_pairs)
     gt_area, det_area = quad_areas(packed.gt_quads), quad_areas(packed.det_quads)
     pair_det_area = det_area[pair_det]
-    covered = np.where(pair_det_area > 0, intersection / np.where(pair_det_area > 0, pair_det_area, 1.0), 0.0)
+    covered = _ratio(intersection, pair_det_area)
+    covered_signs = _exact_signs(packed, pair_gt, pair_det, iou=False)
+    over = threshold_decisions(covered, DONT_CARE_THRESHOLD, ">", _ratio(error, pair_det_area), covered_signs)
     det_dont_care = np.zeros(len(det_area), dtype=bool)
-    det_dont_care[pair_det[packed.gt_dont_care[pair_gt] & (covered > DONT_CARE_THRESHOLD)]] = True
+    det_dont_care[pair_det[packed.gt_dont_care[pair_gt] & over]] = True
     union = gt_area[pair_gt] + pair_det_area - intersection
-    iou = np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
-    candidate = (iou > IOU_THRESHOLD) & ~packed.gt_dont_care[pair_gt] & ~det_dont_care[pair_det]
+    iou = _ratio(intersection, union)
+    iou_signs = _exact_signs(packed, pair_gt, pair_det, iou=True)
+    passes = threshold_decisions(iou, IOU_THRESHOLD, ">", _ratio(2.0 * error, union), iou_signs)
+    candidate = passes & ~packed.gt_dont_care[pair_gt] & ~det_dont_care[pair_det]
     matched_gt, matched_det = _greedy(pair_gt[candidate], pair_det[candidate], len(gt_area), len(det_area))
     return matched_gt, matched_det, det_dont_care
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is not positive."""
+    positive = denominator > 0
+    return np.where(positive, numerator / np.where(positive, denominator, 1.0), 0.0)
 
 
 def iou_images(gt: list[ImageGT], det: list[ImageDet]) -> list[IoUImage]:
