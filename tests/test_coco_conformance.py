@@ -30,15 +30,30 @@ def conformance() -> tuple[dict, list, dict]:
     return load_json(GT_FILE), load_json(RESULTS_FILE), expected
 
 
+@pytest.fixture(scope="module")
+def all_ranges(conformance) -> dict[str, dict[str, float]]:
+    """`score_coco(..., ranges="all")` of the conformance set under each backend."""
+    gt, results, _ = conformance
+    return {backend: score_coco(gt, results, backend=backend, ranges="all") for backend in BACKENDS}
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_all_ranges_match_both_expected_blocks(conformance, backend):
-    gt, results, expected = conformance
-    metrics = score_coco(gt, results, backend=backend, ranges="all")
+def test_all_ranges_match_both_expected_blocks(conformance, all_ranges, backend):
+    _, _, expected = conformance
+    metrics = all_ranges[backend]
     assert len(metrics) == 18
     for key, value in expected["standard"].items():
         assert metrics[key] == pytest.approx(value, abs=1e-6), key
     for key, value in expected["tiny_ranges"].items():
         assert metrics[_harness_key(key)] == pytest.approx(value, abs=1e-6), key
+
+
+def test_backends_agree_to_1e_12(all_ranges):
+    """expected.json holds 6 decimals; the two backends agree far closer, on every key."""
+    pycocotools, faster = all_ranges["pycocotools"], all_ranges["faster-coco-eval"]
+    assert list(pycocotools) == list(faster)
+    for key, value in pycocotools.items():
+        assert abs(value - faster[key]) <= 1e-12, (key, value, faster[key])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -76,7 +91,7 @@ def test_harness_score_cli_matches_expected(conformance, backend):
         str(GT_FILE),
         "--predictions",
         str(RESULTS_FILE),
-        "--backend",
+        "--coco-backend",
         backend,
         "--json",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -11,10 +12,13 @@ from harness.contract import Detections
 from harness.errors import DatasetError, HarnessError, PredictionError
 from harness.metrics.coco import (
     BACKENDS,
+    DEFAULT_BACKEND,
     METRIC_KEYS,
+    RENUMBERED_NOTE,
     detections_to_coco,
     load_json,
     score_coco,
+    score_coco_files,
     validate_ground_truth,
     validate_results,
 )
@@ -328,3 +332,214 @@ def test_detections_to_coco_errors():
         detections_to_coco(["3"], [record], _gt())
     with pytest.raises(PredictionError, match="sample id 'img_3' is not an integer COCO image id"):
         detections_to_coco(["img_3"], [record])
+
+
+# --- backends agree; annotation id 0; the vectorised checks equal the per-entry path --------------------------
+
+
+def _random_set(seed: int, n_images: int = 24) -> tuple[dict, list[dict]]:
+    """A random COCO set with what trips scorers up: crowd regions (with detections inside), images without
+    ground truth or without detections, an image with 130 detections (over maxDets 100), scores rounded so that
+    many tie, objects from 1 px to 150 px, a few `area`s that are not w*h, a few zero-size detections."""
+    rng = np.random.default_rng(seed)
+    annotations, results = [], []
+    for image_id in range(1, n_images + 1):
+        count = 0 if image_id % 7 == 0 else int(rng.integers(1, 14))
+        sides = np.exp(rng.uniform(np.log(1.0), np.log(150.0), (count, 2)))
+        corners = rng.uniform(0, 500, (count, 2))
+        for side, corner in zip(sides, corners, strict=True):
+            box = [round(float(v), 1) for v in (*corner, *side)]
+            ann = {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(rng.integers(1, 4))}
+            ann |= {"bbox": box, "iscrowd": int(rng.random() < 0.1)}
+            if rng.random() < 0.2:
+                ann["area"] = round(box[2] * box[3] * float(rng.uniform(0.5, 1.0)), 2)
+            annotations.append(ann)
+            if image_id % 5 != 0 and rng.random() < 0.75:  # a hit, jittered (several per crowd region)
+                for _ in range(3 if ann["iscrowd"] else 1):
+                    jitter = rng.uniform(-0.2, 0.2, 4) * np.tile(side, 2)
+                    hit = [round(float(v), 1) for v in np.maximum(np.array(box) + jitter, [0, 0, 0.5, 0.5])]
+                    results.append({"image_id": image_id, "category_id": ann["category_id"], "bbox": hit})
+        extra = 130 if image_id == 3 else int(rng.integers(0, 6))
+        for _ in range(extra):  # false positives, some of zero size
+            size = [0.0, 0.0] if rng.random() < 0.05 else [round(float(v), 1) for v in rng.uniform(1, 60, 2)]
+            box = [round(float(v), 1) for v in rng.uniform(0, 500, 2)] + size
+            results.append({"image_id": image_id, "category_id": int(rng.integers(1, 4)), "bbox": box})
+    for det in results:
+        det["score"] = round(float(rng.random()), 1)  # ties everywhere
+    gt = {
+        "images": [{"id": i, "width": 640, "height": 640} for i in range(1, n_images + 1)],
+        "annotations": annotations,
+        "categories": [{"id": c, "name": f"c{c}"} for c in (1, 2, 3)],
+    }
+    return gt, results
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_backends_agree_on_random_sets(seed):
+    gt, results = _random_set(seed)
+    pycocotools = score_coco(gt, results, backend="pycocotools")
+    faster = score_coco(gt, results, backend="faster-coco-eval")
+    assert list(pycocotools) == list(faster) == METRIC_KEYS["all"]
+    for key in METRIC_KEYS["all"]:
+        assert abs(pycocotools[key] - faster[key]) <= 1e-12, (key, pycocotools[key], faster[key])
+    assert 0.0 < faster["AP"] < 1.0  # a set that exercises the scorer, not a trivial one
+
+
+def test_default_backend_is_faster_coco_eval():
+    import inspect
+
+    assert DEFAULT_BACKEND == "faster-coco-eval" and DEFAULT_BACKEND in BACKENDS
+    assert inspect.signature(score_coco).parameters["backend"].default == DEFAULT_BACKEND
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("annotation_id", [0, -3])
+def test_annotation_id_zero_is_renumbered(backend, annotation_id):
+    gt = {
+        "images": [{"id": 1}],
+        "annotations": [{"id": annotation_id, "image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 10]}],
+        "categories": [{"id": 1}],
+    }
+    before = copy.deepcopy(gt)
+    notes: list[str] = []
+    metrics = score_coco(gt, _perfect(gt), backend=backend, notes=notes)
+    assert metrics["AP"] == pytest.approx(1.0, abs=1e-12)
+    assert metrics["AR_1"] == pytest.approx(1.0, abs=1e-12)
+    assert notes == [RENUMBERED_NOTE]
+    assert gt == before
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_renumbering_changes_no_metric(backend):
+    gt, results = _random_set(11)
+    notes: list[str] = []
+    expected = score_coco(gt, results, backend=backend, notes=notes)
+    assert notes == []
+    from_zero = copy.deepcopy(gt)
+    for ann in from_zero["annotations"]:
+        ann["id"] -= 1  # ids 0..N-1, as many converters write them
+    assert score_coco(from_zero, results, backend=backend, notes=notes) == expected
+    assert notes == [RENUMBERED_NOTE]
+
+
+def _per_entry_path(monkeypatch) -> None:
+    import harness.metrics.coco as coco
+
+    for name in ("_entries_fast", "_annotations_fast", "_results_fast"):
+        monkeypatch.setattr(coco, name, lambda *args, **kwargs: None)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_vectorised_validation_equals_per_entry_path(monkeypatch, seed):
+    gt, results = _random_set(seed)
+    gt["annotations"][0]["area"] = 7  # an int area becomes 7.0
+    gt["annotations"][1]["bbox"] = [1, 2, 3, 4]  # int coordinates become floats
+    results[0]["score"], results[0]["extra"] = 1, "dropped"
+    fast_gt = validate_ground_truth(gt, "gt.json")
+    fast_results = validate_results(results, fast_gt, "dets.json")
+    with monkeypatch.context() as patch:
+        _per_entry_path(patch)
+        slow_gt = validate_ground_truth(gt, "gt.json")
+        slow_results = validate_results(results, slow_gt, "dets.json")
+    assert fast_gt == slow_gt and fast_results == slow_results
+    assert [list(a) for a in fast_gt["annotations"]] == [list(a) for a in slow_gt["annotations"]]
+    for fast, slow in zip(fast_gt["annotations"], slow_gt["annotations"], strict=True):
+        assert [type(v) for v in fast.values()] == [type(v) for v in slow.values()]
+    assert [type(v) for d in fast_results for v in (*d.values(), *d["bbox"])] == [
+        type(v) for d in slow_results for v in (*d.values(), *d["bbox"])
+    ]
+
+
+def test_unusual_but_valid_types_are_normalised():
+    gt = _gt()
+    gt["images"][0]["id"] = np.int64(1)
+    gt["annotations"][0] |= {"id": np.int32(10), "bbox": (10, 10, np.float32(40), 40), "iscrowd": False}
+    clean = validate_ground_truth(gt)
+    assert type(clean["images"][0]["id"]) is int
+    first = clean["annotations"][0]
+    assert (type(first["id"]), first["bbox"], first["iscrowd"]) == (int, [10.0, 10.0, 40.0, 40.0], 0)
+    results = [{**GOOD, "image_id": np.int64(2), "bbox": (1, 2, 3, np.float64(4))}]
+    assert validate_results(results, clean) == [
+        {"image_id": 2, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 4.0], "score": 0.5}
+    ]
+
+
+def test_first_bad_entry_of_a_large_file_is_named():
+    gt, results = _random_set(5, n_images=200)
+    gt["annotations"][700]["area"] = -1.0
+    gt["annotations"][900]["image_id"] = 999
+    with pytest.raises(DatasetError, match=r"gt.json: annotations\[700\] \(id 701, image_id \d+\): `area` is -1.0"):
+        validate_ground_truth(gt, "gt.json")
+    gt["annotations"][700]["area"] = 1.0
+    with pytest.raises(DatasetError, match=r"annotations\[900\] \(id 901, image_id 999\): `image_id` 999 is not"):
+        validate_ground_truth(gt, "gt.json")
+    clean = validate_ground_truth(_random_set(5, n_images=200)[0])
+    results[1100]["bbox"] = [1, 2, 3, float("nan")]
+    results[1400]["score"] = "high"
+    with pytest.raises(PredictionError, match=r"dets.json: result 1100 \(image_id \d+\): `bbox` height is nan"):
+        validate_results(results, clean, "dets.json")
+    results[1100]["bbox"] = [1, 2, 3, 4]
+    with pytest.raises(PredictionError, match=r"result 1400 \(image_id \d+\): `score` is 'high', expected a finite"):
+        validate_results(results, clean, "dets.json")
+
+
+def test_score_coco_files_matches_score_coco_and_restores_the_collector(tmp_path):
+    import gc
+
+    gt, results = _random_set(3)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(results))
+    assert score_coco_files(tmp_path / "gt.json", tmp_path / "res.json") == score_coco(gt, results)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        score_coco_files(tmp_path / "gt.json", tmp_path / "res.json", backend="pycocotools", ranges="tiny")
+        assert not gc.isenabled()  # the caller's choice is restored, not overridden
+    finally:
+        gc.enable()
+    with pytest.raises(PredictionError, match=r"missing.json: no such file"):
+        score_coco_files(tmp_path / "gt.json", tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(DatasetError, match=r"bad.json: invalid JSON"):
+        score_coco_files(tmp_path / "bad.json", tmp_path / "res.json")
+    with pytest.raises(HarnessError, match="unknown COCO scorer backend"):
+        score_coco_files(tmp_path / "gt.json", tmp_path / "res.json", backend="detectron")
+
+
+# --- `harness score` ----------------------------------------------------------------------------------------
+
+
+def _files_with_id_zero(tmp_path) -> tuple[str, str]:
+    gt = {
+        "images": [{"id": 1}],
+        "annotations": [{"id": 0, "image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 10]}],
+        "categories": [{"id": 1}],
+    }
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(_perfect(gt)))
+    return str(tmp_path / "gt.json"), str(tmp_path / "res.json")
+
+
+@pytest.mark.parametrize("option", [[], ["--coco-backend", "pycocotools"], ["--backend", "pycocotools"]])
+def test_harness_score_backends_and_id_zero_note(tmp_path, option):
+    from tests.conftest import run_cli
+
+    gt_file, res_file = _files_with_id_zero(tmp_path)
+    args = ["score", "--track", "small-object", "--ground-truth", gt_file, "--predictions", res_file, "--json"]
+    result = run_cli(*args, *option)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["metrics"]["AP"] == pytest.approx(1.0, abs=1e-12)
+    assert result.stderr.strip().splitlines() == [RENUMBERED_NOTE]
+
+
+def test_harness_score_option_names(tmp_path):
+    from tests.conftest import run_cli
+
+    gt_file, res_file = _files_with_id_zero(tmp_path)
+    args = ["score", "--track", "small-object", "--ground-truth", gt_file, "--predictions", res_file]
+    conflict = run_cli(*args, "--coco-backend", "pycocotools", "--backend", "faster-coco-eval")
+    assert conflict.returncode == 2 and "disagree" in conflict.stderr
+    unknown = run_cli(*args, "--coco-backend", "detectron")
+    assert unknown.returncode == 2 and "unknown COCO scorer backend 'detectron'" in unknown.stderr
+    help_text = run_cli("score", "--help").stdout
+    assert "--coco-backend" in help_text and "--backend " not in help_text

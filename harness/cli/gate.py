@@ -61,25 +61,34 @@ def score(
         Path, typer.Option("--predictions", help="COCO results json, or an RRC results folder/zip.")
     ],
     ranges: Annotated[str, typer.Option(help="COCO area ranges: coco, tiny or all.")] = "all",
-    backend: Annotated[str, typer.Option(help="COCO backend: pycocotools or faster-coco-eval.")] = "pycocotools",
+    coco_backend: Annotated[
+        str | None,
+        typer.Option(
+            "--coco-backend",
+            help="COCO scorer: faster-coco-eval (the default) or pycocotools; both give the same numbers.",
+            show_default=False,
+        ),
+    ] = None,
+    backend: Annotated[str | None, typer.Option("--backend", hidden=True, help="Old name of --coco-backend.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score a predictions file offline against ground truth (audits, and participants who submit files)."""
     from harness.tracks import get_card
 
+    if coco_backend is not None and backend is not None and coco_backend != backend:
+        raise HarnessError(
+            f"--coco-backend {coco_backend} and --backend {backend} disagree", "give --coco-backend only"
+        )
     card = get_card(track)
     if card.kind == "detection":
-        from harness.errors import PredictionError
-        from harness.metrics.coco import load_json, score_coco
+        from harness.metrics.coco import DEFAULT_BACKEND, score_coco_files
 
-        metrics = score_coco(
-            load_json(ground_truth),
-            load_json(predictions, error=PredictionError),
-            backend=backend,
-            ranges=ranges,
-            gt_source=str(ground_truth),
-            results_source=str(predictions),
+        notes: list[str] = []
+        metrics = score_coco_files(
+            ground_truth, predictions, backend=coco_backend or backend or DEFAULT_BACKEND, ranges=ranges, notes=notes
         )
+        for note in notes:
+            typer.echo(note, err=True)
     elif card.kind == "text":
         from harness.formats.rrc import score_text
 

@@ -14,16 +14,33 @@ Area ranges use each ground-truth annotation's `area` field (COCO's segment area
 box area; a detection's area is its box w*h. Ground truth without `area` gets w*h here. Annotations with
 `iscrowd=1` are ignore regions: a detection matched to one is neither a true nor a false positive, but only
 for the crowd annotation's own category (COCOeval matches per category).
+
+The default backend is faster-coco-eval (`DEFAULT_BACKEND`): it gives the numbers pycocotools gives (the tests
+check every key to 1e-12 on the conformance set and on random sets; the differences seen are about 1e-16) several
+times faster (docs/BENCHMARKS.md, "COCO scorer"); pycocotools stays selectable.
+
+Annotation ids: both scorers record a match by writing the matched annotation's id where 0 means "unmatched"
+(faster-coco-eval also reads a negative id so), so a perfect detection of an annotation with id 0 would count as
+a miss. When any ground-truth id is 0 or negative, `score_coco` renumbers the annotations of its validated copy
+1..N in their order (matching depends on the boxes and the order, not the ids, so nothing else changes) and
+appends `RENUMBERED_NOTE` to the caller's `notes` list; `harness score` prints it on stderr.
+
+Validation is vectorised: every entry is checked at once with NumPy, and only when a check fails (or an entry
+holds an unusual but valid type, e.g. a NumPy scalar) does the per-entry path run, to normalise it or to name the
+first bad entry and its field. Python's cyclic garbage collector is paused while the large lists of dicts are
+built and scored.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +50,14 @@ from harness.contract import Detections
 from harness.errors import DatasetError, HarnessError, PredictionError
 
 BACKENDS = ("pycocotools", "faster-coco-eval")
+DEFAULT_BACKEND = "faster-coco-eval"
+RENUMBERED_NOTE = (
+    "ground truth annotation ids renumbered: id 0 is the scorers' 'unmatched' marker (faster-coco-eval's: any id <= 0)"
+)
 RANGE_SETS = ("coco", "tiny", "all")
 
 _AREA_MAX = 1e5**2  # COCO's upper bound for "all" and "large"
-_AREA_RANGES: dict[str, list[float]] = {
+AREA_RANGES: dict[str, list[float]] = {
     "all": [0.0, _AREA_MAX],
     "small": [0.0, 32.0**2],
     "medium": [32.0**2, 96.0**2],
@@ -53,7 +74,7 @@ _RANGES_EVALUATED = {
 _MAX_DETS = (1, 10, 100)
 
 # key -> (array, IoU threshold or None for the mean over .50:.95, area range, maxDets), as COCOeval.summarize.
-_SUMMARY_KEYS: dict[str, tuple[str, float | None, str, int]] = {
+SUMMARY_KEYS: dict[str, tuple[str, float | None, str, int]] = {
     "AP": ("precision", None, "all", 100),
     "AP50": ("precision", 0.5, "all", 100),
     "AP75": ("precision", 0.75, "all", 100),
@@ -126,6 +147,126 @@ def _bbox_problem(bbox: Any) -> str | None:
     return None
 
 
+# --- vectorised checks: each returns None where any entry fails (or has an unusual type), never raises ---------
+
+_MISSING = object()
+_REAL = {int, float}
+_RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
+
+
+def _int_column(values: list) -> np.ndarray | None:
+    """`values` as int64 when every one is a plain `int` (not bool, not a NumPy scalar) that fits, else None."""
+    if not set(map(type, values)) <= {int}:
+        return None
+    try:
+        return np.array(values, dtype=np.int64)
+    except OverflowError:
+        return None
+
+
+def _id_array(ids: set[int]) -> np.ndarray | None:
+    try:
+        return np.fromiter(ids, dtype=np.int64, count=len(ids))
+    except (OverflowError, TypeError):
+        return None
+
+
+def _box_column(bboxes: list) -> np.ndarray | None:
+    """An N×4 float array of the [x, y, w, h] boxes when all are lists/tuples of 4 finite plain numbers with w, h >=
+    0 (what `_bbox_problem` accepts), else None."""
+    if not set(map(type, bboxes)) <= {list, tuple} or not set(map(len, bboxes)) <= {4}:
+        return None
+    flat = list(chain.from_iterable(bboxes))
+    if not set(map(type, flat)) <= _REAL:
+        return None
+    try:
+        boxes = np.array(flat, dtype=np.float64).reshape(-1, 4)
+    except OverflowError:
+        return None
+    if not np.isfinite(boxes).all() or (boxes[:, 2:] < 0).any():
+        return None
+    return boxes
+
+
+def _real_column(values: list) -> np.ndarray | None:
+    """`values` as float64 when every one is a finite plain int or float, else None."""
+    if not set(map(type, values)) <= _REAL:
+        return None
+    try:
+        column = np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
+    return column if np.isfinite(column).all() else None
+
+
+def _entries_fast(entries: list) -> tuple[list[dict[str, Any]], set[int]] | None:
+    """`_entries_with_ids` at once: plain-int, unique ids; None where the per-entry path must run."""
+    if not set(map(type, entries)) <= {dict}:
+        return None
+    ids = [entry.get("id") for entry in entries]
+    column = _int_column(ids)
+    if column is None or len(np.unique(column)) != len(column):
+        return None
+    return [{**entry} for entry in entries], set(ids)
+
+
+def _annotations_fast(anns: list, image_ids: set[int], category_ids: set[int]) -> list[dict[str, Any]] | None:
+    """The normalised copies `_checked_annotation` would make, checked at once; None where any entry fails."""
+    known_images, known_categories = _id_array(image_ids), _id_array(category_ids)
+    if known_images is None or known_categories is None or not set(map(type, anns)) <= {dict}:
+        return None
+    try:
+        columns = [[ann[key] for ann in anns] for key in ("id", "image_id", "category_id", "bbox")]
+    except KeyError:
+        return None
+    ids, image_column, category_column = (_int_column(column) for column in columns[:3])
+    if ids is None or image_column is None or category_column is None or len(np.unique(ids)) != len(ids):
+        return None
+    if not (np.isin(image_column, known_images).all() and np.isin(category_column, known_categories).all()):
+        return None
+    boxes = _box_column(columns[3])
+    crowd = _int_column([ann.get("iscrowd", 0) for ann in anns])
+    if boxes is None or crowd is None or not np.isin(crowd, (0, 1)).all():
+        return None
+    given = [ann.get("area", _MISSING) for ann in anns]
+    has_area = np.fromiter((value is not _MISSING for value in given), dtype=bool, count=len(given))
+    given_areas = _real_column([value for value in given if value is not _MISSING])
+    if given_areas is None:
+        return None
+    with np.errstate(over="ignore"):
+        areas = boxes[:, 2] * boxes[:, 3]  # what `_checked_annotation` computes where `area` is absent
+    areas[has_area] = given_areas
+    if not np.isfinite(areas).all() or (areas < 0).any():
+        return None
+    return [
+        {**ann, "bbox": bbox, "area": area, "iscrowd": iscrowd}
+        for ann, bbox, area, iscrowd in zip(anns, boxes.tolist(), areas.tolist(), crowd.tolist(), strict=True)
+    ]
+
+
+def _results_fast(results: list, image_ids: set[int], category_ids: set[int]) -> list[dict[str, Any]] | None:
+    """The clean copies `validate_results` would make, checked at once; None where any entry fails."""
+    known_images, known_categories = _id_array(image_ids), _id_array(category_ids)
+    if known_images is None or known_categories is None or not set(map(type, results)) <= {dict}:
+        return None
+    try:
+        image, category, bbox, score = ([det[key] for det in results] for key in _RESULT_KEYS)
+    except KeyError:
+        return None
+    image_column, category_column = _int_column(image), _int_column(category)
+    if image_column is None or category_column is None:
+        return None
+    if not (np.isin(image_column, known_images).all() and np.isin(category_column, known_categories).all()):
+        return None
+    boxes, scores = _box_column(bbox), _real_column(score)
+    if boxes is None or scores is None:
+        return None
+    return [
+        {"image_id": i, "category_id": c, "bbox": b, "score": s}
+        for i, c, b, s in zip(image, category, boxes.tolist(), scores.tolist(), strict=True)
+    ]
+
+
 def validate_ground_truth(gt: Any, path: Path | str | None = None) -> dict[str, Any]:
     """Check a COCO instances dict and return a normalised copy, ready for scoring.
 
@@ -152,11 +293,21 @@ def validate_ground_truth(gt: Any, path: Path | str | None = None) -> dict[str, 
     if not gt["categories"]:
         raise DatasetError(f"{where}: `categories` is empty", 'list the categories, e.g. {"id": 1, "name": "car"}')
 
-    images, image_ids = _entries_with_ids(gt["images"], "images", "image", where)
-    categories, category_ids = _entries_with_ids(gt["categories"], "categories", "category", where)
+    images, image_ids = _entries_fast(gt["images"]) or _entries_with_ids(gt["images"], "images", "image", where)
+    categories, category_ids = _entries_fast(gt["categories"]) or _entries_with_ids(
+        gt["categories"], "categories", "category", where
+    )
+    annotations = _annotations_fast(gt["annotations"], image_ids, category_ids)
+    if annotations is None:
+        annotations = _checked_annotations(gt["annotations"], image_ids, category_ids, where)
+    return {**gt, "images": images, "annotations": annotations, "categories": categories}
+
+
+def _checked_annotations(anns: list, image_ids: set[int], category_ids: set[int], where: str) -> list[dict[str, Any]]:
+    """The per-entry path: normalised copies of the annotations, or `DatasetError` naming the first bad one."""
     annotations = []
     annotation_ids: set[int] = set()
-    for i, ann in enumerate(gt["annotations"]):
+    for i, ann in enumerate(anns):
         annotations.append(_checked_annotation(ann, f"{where}: annotations[{i}]", image_ids, category_ids))
         if annotations[-1]["id"] in annotation_ids:
             raise DatasetError(
@@ -165,7 +316,7 @@ def validate_ground_truth(gt: Any, path: Path | str | None = None) -> dict[str, 
                 "annotation ids must be unique",
             )
         annotation_ids.add(annotations[-1]["id"])
-    return {**gt, "images": images, "annotations": annotations, "categories": categories}
+    return annotations
 
 
 def _entries_with_ids(entries: list, key: str, what: str, where: str) -> tuple[list[dict[str, Any]], set[int]]:
@@ -243,6 +394,12 @@ def validate_results(results: Any, gt: dict[str, Any], source: Path | str | None
         )
     image_ids = {image["id"] for image in gt["images"]}
     category_ids = {category["id"] for category in gt["categories"]}
+    clean = _results_fast(results, image_ids, category_ids)
+    return clean if clean is not None else _checked_results(results, image_ids, category_ids, where)
+
+
+def _checked_results(results: list, image_ids: set[int], category_ids: set[int], where: str) -> list[dict[str, Any]]:
+    """The per-entry path: clean copies of the results, or `PredictionError` naming the first bad one."""
     clean = []
     for i, det in enumerate(results):
         if not isinstance(det, dict):
@@ -372,7 +529,7 @@ def _evaluate(backend: str, gt: dict[str, Any], results: list[dict[str, Any]], r
             gt_api = coco_cls(gt)
             dt_api = gt_api.loadRes(results)
             evaluator = eval_cls(gt_api, dt_api, "bbox", print_function=lambda *args, **kwargs: None)
-        evaluator.params.areaRng = [list(_AREA_RANGES[label]) for label in range_labels]
+        evaluator.params.areaRng = [list(AREA_RANGES[label]) for label in range_labels]
         evaluator.params.areaRngLbl = list(range_labels)
         evaluator.params.maxDets = list(_MAX_DETS)
         evaluator.evaluate()
@@ -381,7 +538,7 @@ def _evaluate(backend: str, gt: dict[str, Any], results: list[dict[str, Any]], r
 
 
 def _summary(evaluator: Any, key: str, range_labels: list[str]) -> float:
-    kind, iou, area, max_dets = _SUMMARY_KEYS[key]
+    kind, iou, area, max_dets = SUMMARY_KEYS[key]
     params = evaluator.params
     a = range_labels.index(area)
     m = list(params.maxDets).index(max_dets)
@@ -393,28 +550,101 @@ def _summary(evaluator: Any, key: str, range_labels: list[str]) -> float:
     return float(np.mean(values)) if values.size else -1.0
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector, then restore its state. Loading and scoring a large file build
+    hundreds of thousands of dicts and lists, and every burst of allocations would start a collection that walks
+    the ones still alive again, finding nothing to free (a cycle, if any, is collected once the collector runs
+    again). Callers do the work in a function call inside the `with`, so that its objects are freed before."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _check_choices(backend: str, ranges: str) -> None:
+    if ranges not in RANGE_SETS:
+        raise HarnessError(f"unknown area range set {ranges!r}", f"choose one of {', '.join(RANGE_SETS)}")
+    if backend not in BACKENDS:
+        raise HarnessError(f"unknown COCO scorer backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
+
+
+def renumber_annotation_ids(gt: dict[str, Any]) -> bool:
+    """Give the annotations of a validated copy the ids 1..N in their order when any id is 0 or negative, which
+    the scorers would take for "unmatched" (see the module docstring); True when it did."""
+    annotations = gt["annotations"]
+    if all(annotation["id"] > 0 for annotation in annotations):
+        return False
+    for new_id, annotation in enumerate(annotations, start=1):
+        annotation["id"] = new_id
+    return True
+
+
 def score_coco(
     ground_truth: dict[str, Any],
     results: list[dict[str, Any]],
-    backend: str = "pycocotools",
+    backend: str = DEFAULT_BACKEND,
     ranges: str = "all",
     *,
     gt_source: Path | str | None = None,
     results_source: Path | str | None = None,
+    notes: list[str] | None = None,
 ) -> dict[str, float]:
     """COCO box AP/AR of `results` (COCO detection results) against `ground_truth` (COCO instances dict).
 
     `ranges`: "coco" gives AP, AP50, AP75, AP/AR small/medium/large, AR_1/10/100; "tiny" gives the same
     with small replaced by verytiny/tiny/small16; "all" (default) gives the "coco" keys plus
     AP/AR verytiny/tiny/small16 (see `METRIC_KEYS`). -1.0 means no ground truth in that range.
-    Both inputs are validated first (`gt_source`/`results_source` name them in error messages).
+    Both inputs are validated first (`gt_source`/`results_source` name them in error messages); neither is
+    modified. Ground-truth annotation ids of 0 or below are renumbered (the scorers' "unmatched" marker, see the
+    module docstring): `RENUMBERED_NOTE` is then appended to `notes` where a list is given, for the caller to show.
     """
-    if ranges not in RANGE_SETS:
-        raise HarnessError(f"unknown area range set {ranges!r}", f"choose one of {', '.join(RANGE_SETS)}")
-    if backend not in BACKENDS:
-        raise HarnessError(f"unknown COCO scorer backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
+    _check_choices(backend, ranges)
+    with _collector_paused():
+        return _score_validated(*_validated(ground_truth, results, gt_source, results_source), backend, ranges, notes)
+
+
+def _validated(
+    ground_truth: Any, results: Any, gt_source: Path | str | None, results_source: Path | str | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     gt = validate_ground_truth(ground_truth, gt_source)
-    clean = validate_results(results, gt, results_source)
+    return gt, validate_results(results, gt, results_source)
+
+
+def _score_validated(
+    gt: dict[str, Any], results: list[dict[str, Any]], backend: str, ranges: str, notes: list[str] | None
+) -> dict[str, float]:
+    """`score_coco` of validated inputs (copies of the caller's own, which the scorers may modify)."""
+    if renumber_annotation_ids(gt) and notes is not None:
+        notes.append(RENUMBERED_NOTE)
     range_labels = _RANGES_EVALUATED[ranges]
-    evaluator = _evaluate(backend, gt, clean, range_labels)
+    evaluator = _evaluate(backend, gt, results, range_labels)
     return {key: _summary(evaluator, key, range_labels) for key in METRIC_KEYS[ranges]}
+
+
+def score_coco_files(
+    ground_truth: Path | str,
+    results: Path | str,
+    backend: str = DEFAULT_BACKEND,
+    ranges: str = "all",
+    *,
+    notes: list[str] | None = None,
+) -> dict[str, float]:
+    """`score_coco` of a COCO instances json file and a COCO results json file (what `harness score` runs).
+
+    An unreadable or invalid ground-truth file raises `DatasetError`, a results file `PredictionError`; both name
+    the file. The files are parsed with the garbage collector paused (see `_collector_paused`).
+    """
+    _check_choices(backend, ranges)
+    with _collector_paused():
+        return _score_validated(*_validated_files(Path(ground_truth), Path(results)), backend, ranges, notes)
+
+
+def _validated_files(ground_truth: Path, results: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Both files parsed and validated; each parsed file is freed once its validated copy exists (the scorers then
+    reuse its memory)."""
+    gt = validate_ground_truth(load_json(ground_truth), ground_truth)
+    return gt, validate_results(load_json(results, error=PredictionError), gt, results)
