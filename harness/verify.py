@@ -104,12 +104,14 @@ def check_timing(marks: list[tuple[str, float]], latency: dict[str, dict[str, An
         host_s = at[f"{kind}:end"] - at[f"{kind}:measure"]
         samples = latency[kind]["samples_ms"]
         samples_s = sum(samples) / 1000.0
-        total_samples_s += samples_s
+        untimed_s = float(latency[kind].get("untimed_s") or 0.0)  # fresh inputs made between the timed calls
+        total_samples_s += samples_s + untimed_s
         floor = MIN_SAMPLE_FRACTION * host_s - TIMING_SLACK_S - len(samples) * PER_ITERATION_ALLOWANCE_S
-        if samples_s < floor:
+        if samples_s + untimed_s < floor:
             raise Rejected(
-                f"[tampered] the {kind} latency samples add up to {samples_s:.3f} s, but {host_s:.3f} s passed on "
-                f"the host's clock while they were taken ({len(samples)} iterations)"
+                f"[tampered] the {kind} latency samples add up to {samples_s:.3f} s (and {untimed_s:.3f} s making "
+                f"their inputs), but {host_s:.3f} s passed on the host's clock while they were taken "
+                f"({len(samples)} iterations)"
             )
         spans[f"host_{kind}_measure_s"] = host_s
     perf_s = at["perf-end"] - at["perf-start"]

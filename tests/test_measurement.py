@@ -387,19 +387,21 @@ def test_a_predictor_failing_in_the_crosscheck_sample_fails_that_stage_by_name(t
     predictor = wrap_classifier(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 3)))
     images = [np.asarray(Image.open(tmp_path / f).convert("RGB")) for f in files]
     records = predictor.predict(images)
-    timed = {"device": predictor.forward(predictor.preprocess(images[:1])), "e2e": records[:1]}
-    job = SimpleNamespace(kind="classification", check_sample=4, batch_size=2, inputs_dir=str(tmp_path))
+    kept = [(images[:1], records[:1]), (images[1:3], records[1:3])]
+    job = SimpleNamespace(
+        kind="classification", check_sample=4, batch_size=2, accuracy_batch_size=2, inputs_dir=str(tmp_path)
+    )
     variant = SimpleNamespace(reduced_precision=False)
 
-    checked = _crosscheck(job, predictor, variant, files, records, timed, images[:1])
-    assert checked["consistent"] and checked["images"] == 4
+    checked = _crosscheck(job, predictor, variant, files, records, kept)
+    assert checked["consistent"] and checked["images"] == 4 + 3
 
     def broken(batch):
         raise RuntimeError("FailOnRecompileLimitHit: Hard failure due to fail_on_recompile_limit_hit")
 
     predictor.predict = broken
     with pytest.raises(StageError) as failed:
-        _crosscheck(job, predictor, variant, files, records, timed, images[:1])
+        _crosscheck(job, predictor, variant, files, records, kept)
     assert failed.value.stage == "crosscheck"
-    assert failed.value.message.startswith("predicting the cross-check sample (images 0..) failed: RuntimeError")
+    assert failed.value.message.startswith("predicting the timed inputs again failed: RuntimeError")
     assert "fail_on_recompile_limit_hit" in failed.value.message

@@ -80,7 +80,7 @@ def test_ctrl_c_leaves_store_consistent_and_evaluate_resumes(harness_env, tmp_pa
     resumed = run_cli("evaluate", "--track", "classification", "--json", env=harness_env)
     assert resumed.returncode == 0, resumed.stderr
     (run,) = json.loads(resumed.stdout)
-    assert run["status"] == "ok" and run["submission"] == "slow"
+    assert run["status"] == "ok" and run["submission"] == "slow", run["error"]
 
 
 def test_two_evaluators_at_once(harness_env, tmp_path):

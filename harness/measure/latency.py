@@ -80,6 +80,8 @@ class LatencySummary:
     noise_reasons: list[str] = field(default_factory=list)
     warmup_iterations: int | None = None
     warmup_settled: bool | None = None  # False: the per-iteration time still drifted when timing began
+    untimed_s: float = 0.0  # spent between the timed calls of the measured repeats (making fresh inputs)
+    pending_s: float = 0.0  # on CUDA: waited, after the timed calls, for work they left on other streams
 
     def to_dict(self, with_samples: bool = True) -> dict[str, Any]:
         data = asdict(self)
@@ -129,7 +131,10 @@ def _cpu_timer(fn: Callable[[], Any]) -> float:
     return (_perf_counter_ns() - start) / 1e6
 
 
-def _make_cuda_timer(device: Any) -> Callable[[Callable[[], Any]], float]:
+def _make_cuda_timer(device: Any, pending_ns: list[int]) -> Callable[[Callable[[], Any]], float]:
+    """CUDA events around the call on the current stream. Work the call left running on other streams is not
+    between the events: after each call the whole device is waited for, untimed, and the wait is added to
+    `pending_ns[0]` (an honest call leaves nothing to wait for)."""
     import torch
 
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -139,6 +144,9 @@ def _make_cuda_timer(device: Any) -> Callable[[Callable[[], Any]], float]:
         fn()
         end.record()
         end.synchronize()
+        waited = _perf_counter_ns()
+        torch.cuda.synchronize()
+        pending_ns[0] += _perf_counter_ns() - waited
         return float(start.elapsed_time(end))
 
     return timer
@@ -153,8 +161,10 @@ def time_callable(
     guard: Callable[[], AbstractContextManager] | None = None,
     on_phase: Callable[[str], None] | None = None,
     timer_label: str | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> LatencySummary:
-    """Run `fn` under the protocol. `fn` must do the whole timed unit of work (and nothing else).
+    """Run `fn` under the protocol. `fn` must do the whole timed unit of work (and nothing else); `prepare`, when
+    given, runs before every call of `fn`, outside the timed region (it makes the next call's inputs).
 
     `guard` (e.g. "no recompilation") is entered around the timed repeats, after the warm-up.
     `on_phase("measure")` is called when the warm-up is over and `on_phase("end")` after the last timed
@@ -162,11 +172,12 @@ def time_callable(
     names the timer in the summary when `fn` is not a plain call (on CUDA: "cuda-graph", a graph replay
     between the events)."""
     cuda = str(device).startswith("cuda")
+    pending_ns = [0]
     if cuda:
         import torch
 
         torch.cuda.synchronize()
-        timer = _make_cuda_timer(device)
+        timer = _make_cuda_timer(device, pending_ns)
         timer_name = "cuda-events"
     else:
         timer = _cpu_timer
@@ -176,6 +187,16 @@ def time_callable(
     # the harness's own objects (the predictions of the accuracy pass) is not the model's latency.
     # Everything alive now is frozen (moved out of the collector's view), so that the collections between
     # repeats look only at what the timed calls left behind and cost microseconds, not a walk of the heap.
+    untimed_ns = [0]
+    if prepare is not None:
+        plain_timer = timer
+
+        def timer(fn: Callable[[], Any]) -> float:
+            start = _perf_counter_ns()
+            prepare()
+            untimed_ns[0] += _perf_counter_ns() - start
+            return plain_timer(fn)
+
     gc_was_enabled = gc.isenabled()
     gc.collect()
     gc.freeze()
@@ -184,6 +205,7 @@ def time_callable(
         warmup_iterations, settled = _warm_up(timer, fn, profile)
         if on_phase is not None:
             on_phase("measure")
+        untimed_ns[0] = pending_ns[0] = 0
         repeats = []
         with guard() if guard is not None else nullcontext():
             for _ in range(profile.repeats):
@@ -203,6 +225,8 @@ def time_callable(
             gc.enable()
     summary = summarize(kind, batch_size, repeats, timer_label or timer_name)
     summary.warmup_iterations, summary.warmup_settled = warmup_iterations, settled
+    summary.untimed_s = untimed_ns[0] / 1e9
+    summary.pending_s = pending_ns[0] / 1e9
     return summary
 
 

@@ -69,6 +69,9 @@ class Runner(Protocol):
     def environment(self, card: Any, device: str, threads: int) -> dict[str, Any]:
         """The fingerprint of the machine this track's jobs will run on (its hardware class keys the runs)."""
 
+    def peak(self, device: str, threads: int) -> dict[str, Any]:
+        """The most MACs per second that machine delivers (harness.measure.peak), measured by the harness."""
+
     def run(self, job: IngestJob, time_limit_s: float) -> IngestResult:
         """One job, start to end."""
 
@@ -90,6 +93,9 @@ class BaseRunner:
         from harness.measure.environment import fingerprint
 
         return fingerprint(device, threads)
+
+    def peak(self, device: str, threads: int) -> dict[str, Any]:
+        return measure_peak_here(device, threads)
 
     def run(self, job: IngestJob, time_limit_s: float) -> IngestResult:
         raise TypeError(f"{type(self).__name__} does not define run()")
@@ -155,3 +161,19 @@ def classify(out_dir: Path, step: StepExit, log_tail: str, wall_s: float) -> Ing
 
 def log_tail(data: bytes) -> str:
     return data.decode("utf-8", "replace")[-LOG_TAIL_CHARS:]
+
+
+def measure_peak_here(device: str, threads: int) -> dict[str, Any]:
+    """`harness.measure.peak` in a process of its own on this machine (the harness's code, no submission's)."""
+    import json
+    import subprocess
+    import sys
+
+    from harness.errors import HarnessError
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.measure.peak", device, str(threads)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise HarnessError(f"measuring the machine's peak MACs per second failed: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

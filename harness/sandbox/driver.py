@@ -18,6 +18,7 @@ from harness.predictions import save_predictions  # isort: skip
 import json
 import sys
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from harness.sandbox.passes import (
     performance_pass,
     profile_pass,
 )
+from harness.sandbox.timed import timer_snapshot, timers_replaced
 
 EXIT_SUBMISSION_FAULT = 3
 
@@ -80,37 +82,76 @@ def build_predictor(job: IngestJob, timings: dict[str, float]) -> Any:
     return predictor
 
 
-def count_complexity(job: IngestJob, predictor: Any) -> tuple[dict[str, int], dict[str, float], list, str | None]:
-    """MACs per input key (mean and std over its images), the images checked, and the first output fault.
-    Params and MACs describe the architecture: counted on the model as built (quantized modules hold no float
-    parameters and do not run the float hooks)."""
+@dataclass
+class Architecture:
+    """What the model as built computes and reads (before any variant): MACs per input key (mean and std over
+    its images), MACs by operator family, parameters and read bytes, the images checked, the first output fault."""
+
+    macs: dict[str, int] = field(default_factory=dict)
+    macs_std: dict[str, float] = field(default_factory=dict)
+    macs_by_family: dict[str, int] = field(default_factory=dict)
+    params: int = 0
+    read_bytes: int = 0
+    outside_forward_share: float = 0.0  # of the MACs, the share computed outside `forward`
+    checked: list = field(default_factory=list)
+    output_error: str | None = None
+
+
+OTHER_THREADS_SHARE = 0.25  # of a traced call's CPU time, at most this much may be spent by other threads ...
+OTHER_THREADS_FLOOR_S = 0.002  # ... beyond this (with one intra-op thread, an honest model uses none)
+
+
+def hidden_work(measured: Any) -> None:
+    """Refuse a predictor whose traced calls ran their work on other threads, where no tracer sees MACs or
+    weights: with one intra-op thread, an honest model computes in the thread that calls `predict`."""
+    other, own = measured.other_threads_cpu_s, measured.own_cpu_s
+    if other > OTHER_THREADS_SHARE * (own + other) + OTHER_THREADS_FLOOR_S:
+        raise StageError(
+            "complexity",
+            f"predict ran most of its work on other threads ({other * 1000:.1f} ms of CPU time there, "
+            f"{own * 1000:.1f} ms in the calling thread); the harness counts MACs and weights in the calling "
+            "thread: compute in the thread that calls predict",
+        )
+
+
+def count_complexity(job: IngestJob, predictor: Any) -> Architecture:
+    """MACs, parameters and bytes of the model as built, counted at the dispatcher (harness.measure.complexity);
+    the outputs of the first images validated. Parameters are counted before the variant: a quantized model holds
+    no float parameters."""
     from harness.contract import OutputError
     from harness.kinds import validate_outputs
-    from harness.measure.complexity import count_macs
+    from harness.measure.complexity import measure
 
-    macs: dict[str, int] = {}
-    macs_std: dict[str, float] = {}
-    checked: list[np.ndarray] = []
-    output_error: str | None = None
+    found = Architecture()
+    weights_seen: dict[str, tuple[int, int]] = {}
     for key, spec in job.mac_inputs.items():
         if "files" in spec:
             images = [load_image(Path(job.inputs_dir or "") / f) for f in spec["files"]]
         else:
             images = [synthetic_image(*spec["size"])]
         try:
-            per_image = count_macs(predictor, images)
+            measured = measure(predictor, images)
             outputs = predictor.predict(images[:2])
         except Exception as exc:
             raise StageError("predict", describe(exc)) from exc
-        if output_error is None:
+        if found.output_error is None:
             try:
                 validate_outputs(job.kind, outputs, images[:2], job.num_classes, label_set(job))
             except OutputError as exc:
-                output_error = f"{exc} (on a {images[0].shape[1]}x{images[0].shape[0]} input)"
-        checked.extend(images[:1])
-        macs[key] = int(round(float(np.mean(per_image))))
-        macs_std[key] = float(np.std(per_image))
-    return macs, macs_std, checked, output_error
+                found.output_error = f"{exc} (on a {images[0].shape[1]}x{images[0].shape[0]} input)"
+        found.checked.extend(images[:1])
+        found.macs[key] = int(round(float(np.mean(measured.macs_per_image))))
+        found.macs_std[key] = float(np.std(measured.macs_per_image))
+        if not found.macs_by_family:
+            found.macs_by_family = {family: macs // len(images) for family, macs in measured.macs_by_family.items()}
+        weights_seen[key] = (measured.params, measured.read_bytes)
+        hidden_work(measured)
+        total = sum(measured.macs_per_image)
+        found.outside_forward_share = max(found.outside_forward_share, measured.outside_forward_macs / max(total, 1))
+    # Each input size reads the same weights; the largest count covers data-dependent branches.
+    found.params = max((params for params, _ in weights_seen.values()), default=0)
+    found.read_bytes = max((size for _, size in weights_seen.values()), default=0)
+    return found
 
 
 def apply_job_variant(job: IngestJob, predictor: Any, index: dict | None, checked: list, info: dict) -> Any:
@@ -136,7 +177,6 @@ def apply_job_variant(job: IngestJob, predictor: Any, index: dict | None, checke
 def run(job: IngestJob) -> dict[str, Any]:
     import torch
 
-    from harness.measure.complexity import count_params, serialized_bytes
     from harness.measure.environment import fingerprint
     from harness.variants import get_variant
 
@@ -144,33 +184,33 @@ def run(job: IngestJob) -> dict[str, Any]:
     float32_means_float32()
     timings: dict[str, float] = {}
     mark = TimingMarkers(job.marker_fd)
+    timers = timer_snapshot()
     predictor = build_predictor(job, timings)
-    macs, macs_std, checked, output_error = (
-        ({}, {}, [], None) if job.mode == "profile" else count_complexity(job, predictor)
-    )
-    params = count_params(predictor.model)
-    if output_error is not None and job.mode != "check":
-        raise StageError("outputs", output_error)
+    architecture = Architecture() if job.mode == "profile" else count_complexity(job, predictor)
+    if architecture.output_error is not None and job.mode != "check":
+        raise StageError("outputs", architecture.output_error)
     index = read_inputs_index(job)
     info: dict[str, Any] = {}
     t_variant = wall_clock_ns()
-    predictor = apply_job_variant(job, predictor, index, checked, info)
+    predictor = apply_job_variant(job, predictor, index, architecture.checked, info)
     timings["variant_s"] = (wall_clock_ns() - t_variant) / 1e9
     variant = get_variant(job.variant, Path(job.site_dir))
     float32_means_float32()  # again: the submission's build and the variant ran since
     if job.mode == "profile":
         return profile_pass(job, predictor, index)
-    size, dtypes = serialized_bytes(predictor.model)
-    if info.get("serialized_bytes"):
-        size = int(info["serialized_bytes"])  # the variant's own artefact (ONNX graph, engine)
+    size, dtypes = variant_bytes(predictor, architecture, info)
     measured = Measurements(
-        complexity=Complexity(params, size, dtypes, macs, macs_std),
+        complexity=Complexity(architecture.params, size, dtypes, architecture.macs, architecture.macs_std),
         environment=fingerprint(job.device, job.threads),
         timings=timings,
-        info={"variant_info": info},
+        info={
+            "variant_info": info,
+            "macs_by_family": architecture.macs_by_family,
+            "macs_outside_forward": {"share": architecture.outside_forward_share},
+        },
     )
     if job.mode == "check":
-        measured.output_error = output_error  # `check` still reports what the model costs
+        measured.output_error = architecture.output_error  # `check` still reports what the model costs
         return measured.to_json()
     if index is None:
         raise StageError("inputs", "evaluate mode needs the inputs folder (inputs_dir) of the split")
@@ -179,11 +219,34 @@ def run(job: IngestJob) -> dict[str, Any]:
     save_predictions(Path(job.out_dir) / "predictions.npz", job.kind, index["ids"], records)
     timings["save_predictions_s"] = (wall_clock_ns() - t_save) / 1e9
     performance_pass(job, predictor, variant, index["files"], records, measured, mark)
+    replaced = timers_replaced(timers)
+    if replaced:
+        raise StageError("latency", f"the harness's timers were replaced while it ran: {', '.join(replaced)}")
     measured.info["numerics"] = {
         "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
         "matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
     }
     return measured.to_json()
+
+
+def variant_bytes(predictor: Any, architecture: Architecture, info: dict[str, Any]) -> tuple[int, dict[str, int]]:
+    """The bytes of the model as run (after its variant) and its elements per dtype: the variant's own artefact
+    where it writes one (ONNX graph, engine); else the larger of the stored state dict and the weights the
+    computation reads (weights held outside the module tree are stored state too)."""
+    from harness.measure.complexity import measure, serialized_bytes
+
+    stored, dtypes = serialized_bytes(predictor.model)
+    if info.get("serialized_bytes"):
+        return int(info["serialized_bytes"]), dtypes
+    reads = architecture.read_bytes
+    if architecture.checked:
+        try:
+            reads = measure(predictor, architecture.checked[:1]).read_bytes
+        except Exception as exc:
+            raise StageError(
+                "variant", f"the {predictor.__class__.__name__} failed after its variant: {describe(exc)}"
+            ) from exc
+    return max(stored, reads), dtypes
 
 
 def float32_means_float32() -> None:

@@ -23,6 +23,10 @@ INFORMATIONAL = (
     "peak_memory_accuracy_bytes",
     "peak_rss_bytes",
     "variant_info",
+    "macs_by_family",
+    "steps_ms",
+    "timed_inputs",
+    "macs_outside_forward",
 )
 
 
@@ -157,6 +161,8 @@ def _summary(raw: Any, kind: str, batch_size: int) -> dict[str, Any]:
         recomputed.warmup_iterations = number(warmup, f"latency.{kind}.warmup_iterations", integer=True)
     if isinstance(summary.get("warmup_settled"), bool):
         recomputed.warmup_settled = summary["warmup_settled"]
+    recomputed.untimed_s = float(number(summary.get("untimed_s", 0.0), f"latency.{kind}.untimed_s"))
+    recomputed.pending_s = float(number(summary.get("pending_s", 0.0), f"latency.{kind}.pending_s"))
     return recomputed.to_dict()
 
 

@@ -3,7 +3,7 @@ noise checks, cross-check, throughput sweep) and profile (time per layer type)."
 
 from __future__ import annotations
 
-from harness.measure.latency import PROFILES, time_callable, wall_clock_ns  # isort: skip
+from harness.measure.latency import wall_clock_ns  # isort: skip
 
 import os
 from collections.abc import Callable
@@ -164,23 +164,35 @@ def performance_pass(
     measured: Measurements,
     mark: TimingMarkers,
 ) -> None:
-    """The model alone at the track's batch size, then end to end; noise checks; the cross-check of its outputs
-    against the accuracy pass; the throughput sweep."""
+    """The model alone at the track's batch size, then end to end, on inputs nobody can predict
+    (harness.sandbox.timed); noise checks; the steps of `predict` timed apart; the cross-checks of the timed
+    outputs and of a sample of the split against the accuracy pass; the throughput sweep."""
     import torch
+
+    from harness.measure.environment import gpu_compute_processes
+    from harness.sandbox.timed import TimedInputs, step_times, timed_passes
 
     cuda = job.device.startswith("cuda")
     device_index = (torch.device(job.device).index or 0) if cuda else 0
-    sample_images = [load_image(Path(job.inputs_dir or "") / f) for f in files[: job.batch_size]]
     if cuda:
-        # Inputs are the same every iteration (fixed shapes), so cuDNN may pick its fastest algorithms.
+        # The timed inputs have fixed shapes (one image size), so cuDNN may pick its fastest algorithms.
         torch.backends.cudnn.benchmark = True
         torch.cuda.reset_peak_memory_stats()
-    timed_outputs: dict[str, Any] = {}
+    busy = gpu_compute_processes(device_index) if cuda else []
     mark("perf-start")
     t_perf = wall_clock_ns()
-    summaries, clocks, busy = _timed_passes(job, predictor, variant, sample_images, timed_outputs, measured, mark)
+    try:
+        with torch.inference_mode():
+            summaries, device, e2e, clocks = timed_passes(
+                job, predictor, variant, files, measured, mark, device_timed_forward
+            )
+            calls = 10 if job.profile == "quick" else 30
+            measured.info["steps_ms"] = step_times(job, predictor, TimedInputs(job, files), calls)
+    except Exception as exc:
+        raise StageError("latency", f"performance pass failed: {describe(exc)}") from exc
     measured.timings["performance_s"] = (wall_clock_ns() - t_perf) / 1e9
     mark("perf-end")
+    busy = sorted(set(busy) | set(gpu_compute_processes(device_index) if cuda else []))
     reasons = _noise_reasons(job, device_index, clocks, busy, measured)
     for summary in summaries:
         summary.noise_reasons.extend(reasons)
@@ -192,62 +204,10 @@ def performance_pass(
         import resource
 
         measured.info["peak_rss_bytes"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-    # MLPerf-style cross-check: what the timed calls returned, and the performance mode on a sample.
-    measured.crosscheck = crosscheck(job, predictor, variant, files, records, timed_outputs, sample_images)
+    measured.crosscheck = crosscheck(job, predictor, variant, files, records, device.kept + e2e.kept)
     if job.throughput:
+        sample_images = [load_image(Path(job.inputs_dir or "") / f) for f in files[: job.batch_size]]
         _throughput(job, predictor, variant, sample_images, measured)
-
-
-def _timed_passes(
-    job: IngestJob,
-    predictor: Any,
-    variant: Any,
-    sample_images: list[np.ndarray],
-    timed_outputs: dict[str, Any],
-    measured: Measurements,
-    mark: TimingMarkers,
-) -> tuple[list[Any], tuple[Any, Any], list[str]]:
-    """The device (model only) and end-to-end latency summaries, the SM clocks around them, and the other GPU
-    processes seen."""
-    import torch
-
-    from harness.measure.environment import gpu_compute_processes, read_sm_clock
-
-    cuda = job.device.startswith("cuda")
-    device_index = (torch.device(job.device).index or 0) if cuda else 0
-    profile = PROFILES[job.profile]
-    busy = gpu_compute_processes(device_index) if cuda else []
-    try:
-        with torch.inference_mode():
-            model_inputs = predictor.preprocess(sample_images)
-
-            def forward_once() -> None:
-                timed_outputs["device"] = predictor.forward(model_inputs)
-
-            def predict_once() -> None:
-                timed_outputs["e2e"] = predictor.predict(sample_images)
-
-            timed_forward, timer_label = forward_once, None
-            if cuda:
-                for _ in range(3):  # first calls may compile or tune; the clock is read on the running model
-                    forward_once()
-                torch.cuda.synchronize()
-                timed_forward, timer_label = device_timed_forward(
-                    predictor, model_inputs, forward_once, timed_outputs, measured
-                )
-            before = read_sm_clock(device_index, timed_forward) if cuda else None
-            summaries = [
-                time_callable(
-                    fn, profile, kind, job.batch_size, job.device, variant.timing_guard,
-                    on_phase=lambda phase, kind=kind: mark(f"{kind}:{phase}"), timer_label=label,
-                )
-                for fn, kind, label in ((timed_forward, "device", timer_label), (predict_once, "e2e", None))
-            ]  # fmt: skip
-            after = read_sm_clock(device_index, timed_forward) if cuda else None
-    except Exception as exc:
-        raise StageError("latency", f"performance pass failed: {describe(exc)}") from exc
-    busy = sorted(set(busy) | set(gpu_compute_processes(device_index) if cuda else []))
-    return summaries, (before, after), busy
 
 
 def _noise_reasons(
@@ -301,15 +261,12 @@ def _throughput(job: IngestJob, predictor: Any, variant: Any, sample_images: lis
 
 
 def device_timed_forward(
-    predictor: Any,
-    model_inputs: Any,
-    eager: Callable[[], None],
-    timed_outputs: dict[str, Any],
-    measured: Measurements,
-) -> tuple[Callable[[], Any], str | None]:
+    predictor: Any, model_inputs: Any, eager: Callable[[], None], measured: Measurements
+) -> tuple[Callable[[], Any], str | None, Any]:
     """On CUDA, the device latency times replays of the forward captured in a CUDA graph when the replay
     reproduces the eager forward (harness/measure/cudagraph.py says why), and `eager` otherwise. Returns the
-    function to time and its timer's name; `info["device_timing"]` says which, and why not a graph."""
+    function to time, its timer's name and the graph's input buffers (None for the eager forward: fresh inputs
+    are then passed to it instead); `info["device_timing"]` says which, and why not a graph."""
     from harness.measure.cudagraph import capture_forward
 
     t0 = wall_clock_ns()
@@ -321,9 +278,8 @@ def device_timed_forward(
     measured.info["device_timing"] = info
     if graphed is None:
         info["why_not_graph"] = why_not
-        return eager, None
-    timed_outputs["device"] = graphed.output  # what every replay writes: the cross-check reads it after timing
-    return graphed.graph.replay, "cuda-graph"
+        return eager, None, None
+    return graphed.replay, "cuda-graph", model_inputs
 
 
 def crosscheck(
@@ -332,22 +288,24 @@ def crosscheck(
     variant: Any,
     files: list[str],
     records: list[Any],
-    timed_outputs: dict[str, Any],
-    sample_images: list[np.ndarray],
+    kept: list[tuple[list[np.ndarray], Any]],
 ) -> dict[str, Any]:
+    """MLPerf-style: the timed calls' outputs against the same inputs predicted again in one batch, and the
+    performance mode (the track's batch size) on a share of the split against the accuracy pass."""
     import torch
 
     from harness.kinds import compare_outputs
+    from harness.sandbox.timed import crosscheck_kept
 
     reduced = bool(variant.reduced_precision)
-    expected_first = records[: len(sample_images)]
     checks: dict[str, Any] = {}
-    with torch.inference_mode():
-        timed_forward = predictor.postprocess(timed_outputs["device"], sample_images)
-    checks["timed_forward"] = compare_outputs(job.kind, expected_first, timed_forward, reduced).to_dict()
-    checks["timed_predict"] = compare_outputs(job.kind, expected_first, timed_outputs["e2e"], reduced).to_dict()
-    # MLPerf-style, a share of the split (10 %, at least 8 images, at most `check_sample`): enough to catch a
-    # predictor that behaves differently when timed, without re-running a slow detector over a third of its set.
+    try:
+        with torch.inference_mode():
+            checks["timed"] = crosscheck_kept(job, predictor, kept, reduced)
+    except Exception as exc:  # the same predictor answered the timed calls: name the stage that broke it
+        raise StageError("crosscheck", f"predicting the timed inputs again failed: {describe(exc)}") from exc
+    # A share of the split (10 %, at least 8 images, at most `check_sample`): enough to catch a predictor that
+    # behaves differently at the track's batch size, without re-running a slow detector over a third of its set.
     count = min(job.check_sample, max(8, len(files) // 10), len(files))
     again: list[Any] = []
     for start in range(0, count, job.batch_size):
@@ -361,7 +319,7 @@ def crosscheck(
     checks["sample"] = compare_outputs(job.kind, records[:count], again, reduced).to_dict()
     failed = [f"{name}: {c['reason']}" for name, c in checks.items() if not c["consistent"]]
     return {
-        "images": count,
+        "images": count + checks["timed"]["images"],
         "consistent": not failed,
         "reduced_precision": reduced,
         "reason": "; ".join(failed) or None,

@@ -36,6 +36,11 @@ class CheckReport:
 def rule_violations(card: TrackCard, complexity: Complexity, with_macs: bool = True) -> list[str]:
     rules = card.rules
     found = []
+    if rules.min_params is not None and complexity.params < rules.min_params:
+        found.append(
+            f"params {complexity.params:,} below min_params {rules.min_params:,}: the harness saw the model compute "
+            "with no weights of its own (it counts what the computation reads, however the model holds it)"
+        )
     if rules.max_params is not None and complexity.params > rules.max_params:
         found.append(f"params {complexity.params:,} exceed max_params {rules.max_params:,}")
     if rules.max_bytes is not None and complexity.bytes > rules.max_bytes:

@@ -26,6 +26,14 @@ def mac_inputs(
     return {size_key(s): {"size": list(s)} for s in card.input_sizes}
 
 
+def macs_key(card: TrackCard) -> str:
+    """The MACs entry ranked, budgeted and checked for plausibility: the card's first input size (the one its
+    rules apply at), or the fixed MAC image set of tracks whose models' work depends on the image."""
+    if card.mac_images:
+        return "dataset"
+    return size_key(card.input_sizes[0])
+
+
 def track_fields(card: TrackCard, hidden_dir: Path | None) -> dict[str, Any]:
     """The job fields every mode shares: classes and label ids of the split (public), the track's sizes."""
     kind = get_kind(card.kind)

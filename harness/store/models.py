@@ -93,6 +93,9 @@ class Run(Base):
     scorer_version: Mapped[str] = mapped_column(String(100))
     primary_metric: Mapped[str] = mapped_column(String(100))
     primary_value: Mapped[float | None] = mapped_column(Float)
+    # The primary metric's confidence interval (bootstrap over the test images; details["confidence"] says how).
+    primary_ci_low: Mapped[float | None] = mapped_column(Float)
+    primary_ci_high: Mapped[float | None] = mapped_column(Float)
     params: Mapped[int | None] = mapped_column(BigInteger)
     bytes: Mapped[int | None] = mapped_column(BigInteger)
     macs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -150,3 +153,15 @@ class LatencySummaryRow(Base):
     samples: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian per-iteration samples (ms)
 
     run: Mapped[Run] = relationship(back_populates="latencies")
+
+
+class HardwarePeak(Base):
+    """The most MACs per second a hardware class delivers (harness.measure.peak), measured once and kept."""
+
+    __tablename__ = "hardware_peaks"
+
+    hardware_class: Mapped[str] = mapped_column(String(300), primary_key=True)
+    device: Mapped[str] = mapped_column(String(50))
+    macs_per_s: Mapped[float] = mapped_column(Float)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    measured_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -14,6 +14,7 @@ from harness.errors import HarnessError
 
 @dataclass(frozen=True)
 class Rules:
+    min_params: int | None = 1  # a model must compute with weights; 0 admits parameter-free "models"
     max_params: int | None = None
     max_macs: int | None = None  # at the card's first input size (mean over the MAC images for detectors)
     max_bytes: int | None = None
@@ -40,6 +41,13 @@ class TrackCard:
     time_limit_s: int = 1800
     runner: str = "local"
     mac_images: int = 0  # detectors/text: MACs are averaged over this many fixed test images
+    # What the standings rank: runs of this latency profile; the device (model-only) or end-to-end latency; of
+    # each entry its latest run or its best one. With "device", at most `max_outside_forward` of the model's MACs
+    # may be computed outside `forward` (else the run fails: work moved out of the timed step).
+    profile: str = "quick"
+    ranked_latency: str = "device"
+    max_outside_forward: float | None = 0.1
+    ranking: str = "latest"
     rules: Rules = field(default_factory=Rules)
     # Content digests of the generated splits the track reads, {"dataset/split": sha256}: the data is part of
     # the track's identity (`harness datasets verify`; `harness evaluate` refuses data that differs).
@@ -96,6 +104,17 @@ def card_from_dict(data: dict[str, Any], source: str) -> TrackCard:
         raise HarnessError(f"{source}: `primary_metric` {card.primary_metric!r} is not one of `metrics`")
     if not card.input_sizes:
         raise HarnessError(f"{source}: field `input_sizes` is empty")
+    for name, allowed in (("ranked_latency", ("device", "e2e")), ("ranking", ("latest", "best"))):
+        if getattr(card, name) not in allowed:
+            raise HarnessError(
+                f"{source}: field `{name}` is {getattr(card, name)!r}", f"use one of: {', '.join(allowed)}"
+            )
+    from harness.measure.latency import PROFILES
+
+    if card.profile not in PROFILES:
+        raise HarnessError(f"{source}: field `profile` is {card.profile!r}", f"use one of: {', '.join(PROFILES)}")
+    if card.max_outside_forward is not None and not 0 <= card.max_outside_forward <= 1:
+        raise HarnessError(f"{source}: field `max_outside_forward` must lie in [0, 1]")
     return card
 
 

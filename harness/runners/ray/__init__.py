@@ -37,7 +37,7 @@ from typing import Any
 from harness.config import settings
 from harness.errors import HarnessError
 from harness.runners.base import BaseRunner, IngestResult
-from harness.runners.ray.worker import STAGED_FIELDS, fingerprint_task, ingest_task, pack
+from harness.runners.ray.worker import STAGED_FIELDS, fingerprint_task, ingest_task, pack, peak_task
 from harness.sandbox.job import IngestJob
 
 FILE_MODES = ("auto", "ship", "shared")
@@ -157,6 +157,13 @@ class RayRunner(BaseRunner):
 
         self.expected_hardware_class = hardware_class(env)
         return env
+
+    def peak(self, device: str, threads: int) -> dict[str, Any]:
+        """Measured on a worker that runs this track's tasks, with the tasks' resources."""
+        ray = self._ray()
+        request = self._task_resources(device, threads)
+        probe = ray.remote(peak_task).options(**request, max_retries=self.max_retries)
+        return ray.get(probe.remote(device, threads))
 
     # staging --------------------------------------------------------------------------------------------
 

@@ -117,6 +117,12 @@ def ingest_task(
         shutil.rmtree(attempt_dir, ignore_errors=True)
 
 
+def peak_task(device: str, threads: int) -> dict[str, Any]:
+    from harness.runners.base import measure_peak_here
+
+    return measure_peak_here(device, threads)
+
+
 def fingerprint_task(device: str, threads: int) -> dict[str, Any]:
     return _host_fingerprint(device, threads)
 
