@@ -3,7 +3,7 @@ noise checks, cross-check, throughput sweep) and profile (time per layer type)."
 
 from __future__ import annotations
 
-from harness.measure.latency import wall_clock_ns  # isort: skip
+from harness.measure.latency import cuda_event, wall_clock_ns  # isort: skip
 
 import os
 from collections.abc import Callable
@@ -57,7 +57,6 @@ class StepTimer:
     timed with CUDA events on the stream, without synchronising, so the pass runs as it would untimed."""
 
     def __init__(self, predictor: Any, name: str, cuda_events: bool):
-        import torch
 
         self.predictor, self.name = predictor, name
         self.had_attribute = name in vars(predictor)
@@ -70,7 +69,7 @@ class StepTimer:
             self.calls += 1
             start_ns = wall_clock_ns()
             if cuda_events:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start, end = cuda_event(), cuda_event()
                 start.record()
                 out = self.original(*args, **kwargs)
                 end.record()

@@ -16,7 +16,7 @@ is implausible (`harness.service.evaluate`).
 
 from __future__ import annotations
 
-from harness.measure.latency import PROFILES, time_callable, wall_clock_ns  # isort: skip
+from harness.measure.latency import PROFILES, cuda_synchronize, time_callable, wall_clock_ns  # isort: skip
 
 import copy
 import os
@@ -201,7 +201,7 @@ def timed_passes(
         for _ in range(3):  # first calls may compile or tune
             device.prepare()
             device.forward()
-        torch.cuda.synchronize()
+        cuda_synchronize()
         if same_layout(device.current, predictor.preprocess(inputs.images())):
             replay, timer_label, device.static = graph_forward(predictor, device.current, device.forward, measured)
             if device.static is not None:  # the replay's outputs are kept like the eager forward's
@@ -232,7 +232,6 @@ def timed_passes(
 
 def step_times(job: IngestJob, predictor: Any, inputs: TimedInputs, calls: int) -> dict[str, float]:
     """Median milliseconds of preprocess, forward (synchronised) and postprocess over `calls` fresh inputs."""
-    import torch
 
     cuda = job.device.startswith("cuda")
     times: dict[str, list[float]] = {"preprocess": [], "forward": [], "postprocess": []}
@@ -241,11 +240,11 @@ def step_times(job: IngestJob, predictor: Any, inputs: TimedInputs, calls: int) 
         t0 = wall_clock_ns()
         model_inputs = predictor.preprocess(images)
         if cuda:
-            torch.cuda.synchronize()
+            cuda_synchronize()
         t1 = wall_clock_ns()
         raw = predictor.forward(model_inputs)
         if cuda:
-            torch.cuda.synchronize()
+            cuda_synchronize()
         t2 = wall_clock_ns()
         predictor.postprocess(raw, images)
         t3 = wall_clock_ns()
@@ -269,10 +268,10 @@ def crosscheck_kept(job: IngestJob, predictor: Any, kept: list[tuple[list[np.nda
 def timer_snapshot() -> dict[str, Any]:
     """What the timed passes' clocks and timers are now: taken before the submission is imported and compared
     after the performance pass (`timers_replaced`). Code in the sandbox can replace a module's function or a
-    function's code; such a replacement is found here. (It cannot change what the host's clock reads: the
-    phase markers and the plausibility bound in `harness.service.integrity` check from outside.)"""
-    import time
-
+    function's code; such a replacement is found here. The `time` module's own clocks are not held: the harness
+    reads the one it captured at start, so slowing `time.perf_counter_ns` changes nothing it measures. (Nothing
+    in the sandbox can change what the host's clock reads: the phase markers and the plausibility bound in
+    `harness.service.integrity` check from outside.)"""
     import harness.measure.latency as latency
     import harness.sandbox.timed as timed
 
@@ -285,15 +284,13 @@ def timer_snapshot() -> dict[str, Any]:
                     for attr, method in vars(value).items():
                         if callable(method):
                             held[f"{module.__name__}.{name}.{attr}"] = method
-    for name in ("perf_counter_ns", "perf_counter", "monotonic_ns", "monotonic", "time_ns", "process_time_ns"):
-        held[f"time.{name}"] = getattr(time, name)
     try:
         import torch
 
-        held["torch.cuda.synchronize"] = torch.cuda.synchronize
-        held["torch.cuda.Event.record"] = torch.cuda.Event.record
-        held["torch.cuda.Event.elapsed_time"] = torch.cuda.Event.elapsed_time
-        held["torch.cuda.Event.synchronize"] = torch.cuda.Event.synchronize
+        cuda = latency.capture_cuda_timers()  # the class and wait the timers use, whatever torch.cuda says later
+        held["torch.cuda.synchronize (held)"] = cuda["synchronize"]
+        for method in ("record", "elapsed_time", "synchronize", "query"):
+            held[f"torch.cuda.Event.{method}"] = getattr(cuda["Event"], method)
         held["torch.cuda.CUDAGraph.replay"] = torch.cuda.CUDAGraph.replay
     except (ImportError, AttributeError):
         pass

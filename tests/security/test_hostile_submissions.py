@@ -52,7 +52,7 @@ EXPECTED = {
     "fewer": ("failed", "predict returned 63 outputs for 64 images"),
     "more": ("failed", "predict returned 65 outputs for 64 images"),
     "patch_time": ("ok", None),
-    "patch_harness_clock": ("failed", "[tampered] the device latency samples add up to"),
+    "patch_harness_clock": ("failed", "[latency] the harness's timers were replaced while it ran"),
     "forge_measurements": ("failed", "[tampered] the device latency samples add up to"),
     "forge_nan_predictions": ("failed", "[outputs] predictions.npz: output 0: `logits` contains NaN"),
     "forge_huge_header": ("failed", "[outputs] predictions.npz: member logits.npy is shorter than its header"),
@@ -231,8 +231,9 @@ def test_ground_truth_is_unreachable_and_the_score_honest(suite):
 
 def test_attacks_on_the_clock_are_harmless_or_caught(suite):
     """patch_time slows the public clocks down 1000x and its model sleeps 2 ms per forward: the harness's
-    captured clock still reports at least 2 ms. patch_harness_clock and forge_measurements under-report the
-    time they took; the host's clock catches both (see EXPECTED)."""
+    captured clock still reports at least 2 ms. patch_harness_clock replaces the captured clock (the driver
+    finds the replacement); forge_measurements under-reports the time it took (the host's clock catches it; see
+    EXPECTED)."""
     latency = suite.runs["patch_time"]["latency"]
     assert latency["p50_ms"] >= 2.0
     assert suite.runs["patch_time"]["latency_e2e"]["p50_ms"] >= 2.0
