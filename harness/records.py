@@ -59,6 +59,9 @@ class RunRecord:
     started_at: str | None = None
     finished_at: str | None = None
     log_tail: str | None = None  # failed runs only
+    # The primary metric's confidence interval [low, high] (details["confidence"] says how it was made).
+    primary_interval: list[float] | None = None
+    ranked_latency: str = "device"  # which of `latency` ("device") and `latency_e2e` ("e2e") the track ranks
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +86,12 @@ class RunRecord:
             started_at=run.started_at.isoformat() if run.started_at else None,
             finished_at=run.finished_at.isoformat() if run.finished_at else None,
             log_tail=run.log_tail if run.status != "ok" else None,
+            primary_interval=(
+                [run.primary_ci_low, run.primary_ci_high]
+                if run.primary_ci_low is not None and run.primary_ci_high is not None
+                else None
+            ),
+            ranked_latency=(run.details or {}).get("ranked_latency", "device"),
         )
 
 
@@ -95,6 +104,11 @@ _LATENCY_COLUMNS = (
     "p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms", "std_ms", "cv", "repeats", "iterations", "ranked_ms",
     "batch_size", "noisy", "timer",
 )  # fmt: skip
+
+
+def ranked_summary(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The latency summary a run record's track ranks: the device one (`latency`) or the end-to-end one."""
+    return record.get("latency_e2e") if record.get("ranked_latency") == "e2e" else record.get("latency")
 
 
 def latency_dict(row: Any, with_samples: bool = False) -> dict[str, Any]:
@@ -130,12 +144,20 @@ def validate_record(run: Any, where: str) -> None:
     for name, value in run["metrics"].items():
         if not _finite(value):
             raise PredictionError(f"{where}: metrics.{name} is {value!r}, expected a finite number")
-    latency = run.get("latency")
-    if latency is None:
-        return
-    if not isinstance(latency, dict):
-        raise PredictionError(f"{where}: field 'latency' is {latency!r}, expected an object or null")
-    _validate_latency(latency, where)
+    if run.get("ranked_latency", "device") not in ("device", "e2e"):
+        raise PredictionError(f"{where}: field 'ranked_latency' is {run['ranked_latency']!r}, expected device or e2e")
+    interval = run.get("primary_interval")
+    if interval is not None and not (
+        isinstance(interval, list) and len(interval) == 2 and all(_finite(v) for v in interval)
+    ):
+        raise PredictionError(f"{where}: field 'primary_interval' is {interval!r}, expected [low, high] or null")
+    for field_name in ("latency", "latency_e2e"):
+        latency = run.get(field_name)
+        if latency is None:
+            continue
+        if not isinstance(latency, dict):
+            raise PredictionError(f"{where}: field {field_name!r} is {latency!r}, expected an object or null")
+        _validate_latency(latency, where if field_name == "latency" else f"{where} (latency_e2e)")
 
 
 def _validate_latency(latency: dict[str, Any], where: str) -> None:

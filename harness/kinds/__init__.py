@@ -21,6 +21,7 @@ from harness.measure.crosscheck import CrossCheck, Tolerance
 from harness.plugins import Registry, builtin_entries, load_target
 
 if TYPE_CHECKING:
+    from harness.metrics.intervals import Interval
     from harness.predictions import Predictions
     from harness.tracks.card import TrackCard
 
@@ -60,6 +61,14 @@ class TaskKind(ABC):
     @abstractmethod
     def score(self, card: TrackCard, predictions: Predictions, hidden_dir: Path) -> dict[str, float]:
         """The track's metrics of `predictions` against the ground truth in `hidden_dir`."""
+
+    def score_with_interval(
+        self, card: TrackCard, predictions: Predictions, hidden_dir: Path, **options: Any
+    ) -> tuple[dict[str, float], Interval | None]:
+        """The metrics, and the confidence interval of the card's primary metric (harness.metrics.intervals)
+        from the same scoring; None where the kind cannot resample it. `options` are the kind's own (the
+        detection kind's `coco_backend`); a kind ignores those it does not know."""
+        return self.score(card, predictions, hidden_dir), None
 
 
 KINDS: Registry[TaskKind] = Registry(

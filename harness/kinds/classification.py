@@ -59,7 +59,11 @@ class Classification(TaskKind):
         return len(read_labels(hidden_dir).get("classes", [])) or int(card.num_classes or 0)
 
     def score(self, card: Any, predictions: Any, hidden_dir: Path) -> dict[str, float]:
-        from harness.metrics.accuracy import topk_accuracy
+        return self.score_with_interval(card, predictions, hidden_dir)[0]
+
+    def score_with_interval(self, card: Any, predictions: Any, hidden_dir: Path, **options: Any) -> tuple[dict, Any]:
+        from harness.metrics.accuracy import topk_hits
+        from harness.metrics.intervals import mean_interval
 
         truth = read_labels(hidden_dir)
         label_of = dict(zip(truth["ids"], truth["labels"], strict=True))
@@ -72,8 +76,10 @@ class Classification(TaskKind):
             )
         logits = np.stack([r.logits for r in predictions.records])
         labels = np.asarray([label_of[i] for i in predictions.ids])
-        acc = topk_accuracy(logits, labels, (1, 5))
-        return {"top1": acc[1], "top5": acc[5]}
+        hits = {f"top{k}": value for k, value in topk_hits(logits, labels, (1, 5)).items()}
+        metrics = {name: float(value.mean()) if len(value) else 0.0 for name, value in hits.items()}
+        primary = hits.get(getattr(card, "primary_metric", "top1"))
+        return metrics, mean_interval(primary) if primary is not None else None
 
 
 KIND = Classification()

@@ -76,12 +76,27 @@ class Detection(TaskKind):
     def num_classes(self, card: Any, hidden_dir: Path) -> int:
         return len(self.label_ids(card, hidden_dir))
 
-    def score(self, card: Any, predictions: Any, hidden_dir: Path, backend: str = "pycocotools") -> dict[str, float]:
-        from harness.metrics.coco import detections_to_coco, score_coco
+    def score(self, card: Any, predictions: Any, hidden_dir: Path, coco_backend: str | None = None) -> dict[str, float]:
+        from harness.metrics.coco import DEFAULT_BACKEND, detections_to_coco, score_coco
 
         gt = _ground_truth(hidden_dir)
         results = detections_to_coco(predictions.ids, predictions.records, ground_truth=gt)
-        return score_coco(gt, results, backend=backend, ranges="all", gt_source=str(hidden_dir / "instances.json"))
+        source = str(hidden_dir / "instances.json")
+        return score_coco(gt, results, backend=coco_backend or DEFAULT_BACKEND, ranges="all", gt_source=source)
+
+    def score_with_interval(self, card: Any, predictions: Any, hidden_dir: Path, **options: Any) -> tuple[dict, Any]:
+        """The metrics (`coco_backend`: the COCO evaluator) and the bootstrap interval of a precision figure
+        (harness.metrics.coco_bootstrap)."""
+        from harness.metrics.coco import SUMMARY_KEYS, detections_to_coco
+        from harness.metrics.coco_bootstrap import coco_interval
+
+        metrics = self.score(card, predictions, hidden_dir, coco_backend=options.get("coco_backend"))
+        primary = getattr(card, "primary_metric", "AP")
+        if primary not in SUMMARY_KEYS:
+            return metrics, None
+        gt = _ground_truth(hidden_dir)
+        results = detections_to_coco(predictions.ids, predictions.records, ground_truth=gt)
+        return metrics, coco_interval(gt, results, primary)
 
 
 KIND = Detection()

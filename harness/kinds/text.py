@@ -92,9 +92,13 @@ class Text(TaskKind):
         return None
 
     def score(self, card: Any, predictions: Any, hidden_dir: Path) -> dict[str, float]:
+        return self.score_with_interval(card, predictions, hidden_dir)[0]
+
+    def score_with_interval(self, card: Any, predictions: Any, hidden_dir: Path, **options: Any) -> tuple[dict, Any]:
         from harness.formats.rrc import read_rrc_ground_truth
-        from harness.metrics.deteval import deteval
-        from harness.metrics.icdar15 import icdar15
+        from harness.metrics.deteval import deteval_images, summarise
+        from harness.metrics.icdar15 import iou_images
+        from harness.metrics.intervals import hmean_interval
         from harness.metrics.text_records import ImageDet
 
         truth = read_rrc_ground_truth(hidden_dir)
@@ -110,7 +114,32 @@ class Text(TaskKind):
                 det.append(ImageDet.empty())  # as the official script: a missing result is no detections
             else:
                 det.append(ImageDet(polygons=to_quads(record.polygons), scores=np.asarray(record.scores, np.float64)))
-        return {**deteval(gt, det, truth.form), **icdar15(gt, det)}
+        # Per image, then summed in image order as the official scripts do: the dataset figures, and the
+        # per-image sums the bootstrap resamples.
+        per_image = {
+            "deteval": [
+                (i.recall_sum, i.precision_sum, i.gt_care, i.det_care) for i in deteval_images(gt, det, truth.form)
+            ],
+            "iou": [(len(i.matches), len(i.matches), i.gt_care, i.det_care) for i in iou_images(gt, det)],
+        }
+        metrics: dict[str, float] = {}
+        interval = None
+        for protocol, rows in per_image.items():
+            table = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+            recall_sum = precision_sum = 0.0
+            for r, p in table[:, :2].tolist():
+                recall_sum += r
+                precision_sum += p
+            precision, recall, hmean = summarise(
+                recall_sum, precision_sum, int(table[:, 2].sum()), int(table[:, 3].sum())
+            )
+            metrics.update(
+                {f"{protocol}_precision": precision, f"{protocol}_recall": recall, f"{protocol}_hmean": hmean}
+            )
+            measure = getattr(card, "primary_metric", "").removeprefix(f"{protocol}_")
+            if getattr(card, "primary_metric", "").startswith(f"{protocol}_"):
+                interval = hmean_interval(*table.T, which=measure)
+        return metrics, interval
 
 
 KIND = Text()

@@ -52,6 +52,8 @@ class Plan:
     force: bool
     job_fields: dict[str, Any]  # what every job of the track carries (classes, label ids, sizes, MAC inputs)
     todo: list[tuple[Any, str]] = field(default_factory=list)  # (stored submission, variant)
+    peak: dict[str, Any] | None = None  # the hardware class's peak MACs/s by dtype (harness.service.integrity)
+    score_options: dict[str, Any] = field(default_factory=dict)  # passed to the kind's scorer (the COCO backend)
     calibration_dir: str | None = None
 
 
@@ -64,7 +66,7 @@ class EvaluationRequest:
     submissions: Sequence[str] | None = None
     variants: Sequence[str] | None = None
     device: str = "cpu"
-    profile: str = "quick"
+    profile: str | None = None  # default: the track card's (the profile its standings rank)
     runner: str | None = None  # default: the track card's
     dataset: str | None = None  # default: the track card's
     data_dir: Path | None = None
@@ -72,6 +74,7 @@ class EvaluationRequest:
     threads: int | None = None
     runner_options: dict[str, Any] | None = None
     time_limit_s: float | None = None
+    coco_backend: str | None = None  # detection tracks: the COCO evaluator (default: harness.metrics.coco's)
 
 
 def evaluate(track: str, store: Any = None, progress: Progress = _noop, **options: Any) -> list[dict[str, Any]]:
@@ -91,12 +94,19 @@ def plan(request: EvaluationRequest, store: Any) -> Plan:
     from harness.measure.environment import default_threads, hardware_class
     from harness.measure.latency import PROFILES
     from harness.runners import get_runner
+    from harness.service.integrity import hardware_peak
     from harness.service.jobs import mac_inputs, track_fields
     from harness.tracks import get_card
 
     card = get_card(request.track)
-    if request.profile not in PROFILES:
-        raise HarnessError(f"unknown profile `{request.profile}`", f"use one of: {', '.join(PROFILES)}")
+    profile = request.profile or card.profile
+    if profile not in PROFILES:
+        raise HarnessError(f"unknown profile `{profile}`", f"use one of: {', '.join(PROFILES)}")
+    if request.coco_backend is not None:
+        from harness.metrics.coco import BACKENDS
+
+        if request.coco_backend not in BACKENDS:
+            raise HarnessError(f"unknown COCO backend `{request.coco_backend}`", f"use one of: {', '.join(BACKENDS)}")
     runner = get_runner(request.runner or card.runner, **(request.runner_options or {}))
     _check_device(request.device, runner)
     dataset = request.dataset or card.dataset
@@ -108,6 +118,8 @@ def plan(request: EvaluationRequest, store: Any) -> Plan:
     require_pinned(split)  # data that differs from the track's pin is never scored
     threads = request.threads or default_threads()
     env = runner.environment(card, request.device, threads)
+    hw_class = hardware_class(env)
+    peak = hardware_peak(store, runner, hw_class, request.device, threads) if todo else None
     return Plan(
         card=card,
         kind=get_kind(card.kind),
@@ -116,14 +128,16 @@ def plan(request: EvaluationRequest, store: Any) -> Plan:
         data_dir=request.data_dir,
         runner=runner,
         environment=env,
-        hardware_class=hardware_class(env),
+        hardware_class=hw_class,
         device=request.device,
-        profile=request.profile,
+        profile=profile,
         threads=threads,
         time_limit_s=request.time_limit_s or card.time_limit_s,
         force=request.force,
         job_fields={**track_fields(card, split.hidden_dir), "mac_inputs": mac_inputs(card, split.index())},
         todo=todo,
+        peak=peak,
+        score_options={"coco_backend": request.coco_backend} if request.coco_backend else {},
     )
 
 
@@ -166,7 +180,13 @@ def execute(plan: Plan, store: Any, progress: Progress = _noop) -> list[dict[str
     card = plan.card
     progress(
         "start",
-        {"jobs": len(plan.todo), "track": card.key, "dataset": plan.dataset, "hardware_class": plan.hardware_class},
+        {
+            "jobs": len(plan.todo),
+            "track": card.key,
+            "dataset": plan.dataset,
+            "profile": plan.profile,
+            "hardware_class": plan.hardware_class,
+        },
     )
     if plan.runner.trusted and plan.todo:
         message = (
@@ -282,6 +302,7 @@ def score(plan: Plan, job: IngestJob, result: IngestResult) -> Any:
     """The outcome to store for one run: its failure, or its verified measurements and scored metrics."""
     from harness.predictions import load_predictions
     from harness.sandbox.measurements import Rejected
+    from harness.service.integrity import latency_problem
     from harness.store.repo import RunOutcome
     from harness.verify import verify_output
 
@@ -299,19 +320,28 @@ def score(plan: Plan, job: IngestJob, result: IngestResult) -> Any:
     try:
         t_score = time.perf_counter()
         predictions = load_predictions(Path(job.out_dir) / "predictions.npz", plan.card.kind)
-        metrics = plan.kind.score(plan.card, predictions, plan.split.hidden_dir)
+        metrics, interval = plan.kind.score_with_interval(
+            plan.card, predictions, plan.split.hidden_dir, **plan.score_options
+        )
         details["timings"]["scoring_s"] = time.perf_counter() - t_score
     except HarnessError as exc:
         return RunOutcome(error=f"[scoring] {exc}", complexity=complexity, details=details, **failed)
     crosscheck = measured.crosscheck or {}
     if not crosscheck.get("consistent", True):
         reason = crosscheck.get("reason") or "see details.crosscheck"
-        error = f"[crosscheck] the performance pass's outputs differ from the accuracy pass's: {reason}"
+        error = f"[crosscheck] the timed outputs differ from the same inputs predicted again: {reason}"
         return RunOutcome(error=error, details=details, **failed)
+    problem = latency_problem(plan.card, measured, plan.peak)
+    if problem:
+        return RunOutcome(error=problem, complexity=complexity, details=details, **failed)
+    details["ranked_latency"] = plan.card.ranked_latency
+    if interval is not None:
+        details["confidence"] = {"metric": plan.card.primary_metric, **interval.to_dict()}
     return RunOutcome(
         status="ok",
         metrics=metrics,
         primary_value=metrics.get(plan.card.primary_metric),
+        primary_interval=(interval.low, interval.high) if interval is not None else None,
         complexity=complexity,
         latency=measured.latency,
         environment=env,
