@@ -60,6 +60,7 @@ import streamlit as st
 from harness.leaderboard_app import common, ranking, table
 from harness.leaderboard_app.picker import picker
 from harness.store import queries
+from harness.store.repo import BoardKey
 from harness.tracks import get_card
 
 SIDEBAR, MAIN, ORDER = os.environ["AB_SIDEBAR"], os.environ["AB_MAIN"], os.environ["AB_ORDER"]
@@ -70,7 +71,7 @@ TRACKS = {"classification": "Classification", "small-object": "Small-object dete
 def ranked():
     card = get_card("classification")
     engine = queries.read_only_engine(os.environ["HARNESS_DB_URL"])
-    entries = queries.standings(engine, card.name, card.version, ranking.macs_key(card), card.metrics)
+    entries = queries.standings(engine, BoardKey.for_card(card), ranking.macs_key(card), card.metrics)
     frame = ranking.rank(entries, card.higher_is_better, hardware_class=ranking.hardware_classes(entries)[0])
     columns = common.run_columns(frame, card, ["rank", "submission", "variant"], ["finished_at", "run_id"])
     return card, frame[columns], table.table_data(frame, columns, common.macs_help(card))

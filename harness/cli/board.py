@@ -15,43 +15,60 @@ from harness.errors import HarnessError
 def leaderboard(
     track: Annotated[str, typer.Option("--track", "-t", help="Track to show.")],
     hardware_class: Annotated[str | None, typer.Option("--hardware-class", help="Only this hardware class.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="The board of runs on this dataset (default: the track card's).")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="The board of runs timed under this profile (default: the track card's).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The standings of a track's current version, ranked within each hardware class."""
+    """The standings of one board of a track's current version (its dataset, data digest and latency profile),
+    ranked within each hardware class and device. Entries whose primary-metric interval overlaps the leader's
+    are marked as statistically tied."""
     from rich.table import Table
 
-    from harness.service.standings import standings
+    from harness.service.standings import board_key, standings
     from harness.tracks import get_card
 
     card = get_card(track)
-    rows = standings(track, hardware_class)
+    key = board_key(track, dataset, profile)
+    rows = standings(track, hardware_class, dataset=dataset, profile=profile)
     if as_json:
         emit_json(rows)
         return
     console = make_console()
     if not rows:
         console.print(
-            f"No finished runs for {card.key} yet. Run `harness submit PATH` then `harness evaluate --track {track}`."
+            f"No finished runs on the board {key.describe()} yet. "
+            f"Run `harness submit PATH` then `harness evaluate --track {track}`.",
+            markup=False,
         )
         return
-    for hw in dict.fromkeys(r["hardware_class"] for r in rows):
-        table = Table(title=f"{card.title} — {card.key} — {hw}")
+    console.print(f"board: {key.describe()}", markup=False)
+    primary = card.primary_metric
+    latency_label = "e2e" if key.latency_kind == "e2e" else "device"
+    for group in dict.fromkeys((r["hardware_class"], r["device"]) for r in rows):
+        table = Table(title=f"{card.title} — {card.key} — {group[0]} ({group[1]})")
         table.add_column("#", justify="right")
         table.add_column("submission")
         table.add_column("variant")
         for metric in card.metrics:
             table.add_column(metric, justify="right")
-        for column in ("params", "MACs", "bytes", "p50 ms", "p90 ms", "run"):
+        table.add_column(f"{primary} 95% CI", justify="right")
+        for column in ("params", "MACs", "bytes", f"p50 ms ({latency_label})", "p90 ms", "run"):
             table.add_column(column, justify="right")
-        for r in (r for r in rows if r["hardware_class"] == hw):
+        for r in (r for r in rows if (r["hardware_class"], r["device"]) == group):
             macs = next(iter(r["macs"].values()), None)
-            lat = r["latency"] or {}
+            lat = (r["latency_e2e"] if key.latency_kind == "e2e" else r["latency"]) or {}
             noisy = "*" if lat.get("noisy") else ""
+            interval = r.get("primary_interval")
             table.add_row(
-                str(r["rank"]),
+                f"{r['rank']}{'≈' if r['tied_with_leader'] else ''}",
                 r["submission"],
                 r["variant"],
                 *[f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "-" for m in card.metrics],
+                f"[{interval[0]:.4f}, {interval[1]:.4f}]" if interval else "-",
                 fmt_count(r["params"]),
                 fmt_count(macs),
                 fmt_bytes(r["bytes"]),
@@ -60,7 +77,10 @@ def leaderboard(
                 str(r["run_id"]),
             )
         console.print(table)
-    console.print("* noisy latency (see `harness show RUN`)")
+    console.print(
+        "≈ statistically tied with the leader (their 95% intervals overlap: the gap may be chance)\n"
+        "* noisy latency (see `harness show RUN`)"
+    )
 
 
 @app.command()

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from harness.cli.render import JsonOpt, app, emit_json, make_console
+from harness.records import ranked_summary
 
 
 @app.command()
@@ -16,7 +17,10 @@ def evaluate(
     submission: Annotated[list[str] | None, typer.Option("--submission", "-s", help="Only these submissions.")] = None,
     variant: Annotated[list[str] | None, typer.Option("--variant", "-v", help="Only these variants.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
-    profile: Annotated[str, typer.Option(help="Latency profile: quick, standard or full.")] = "quick",
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Latency profile: quick, standard or full (default: the track card's, which it ranks)."),
+    ] = None,
     runner: Annotated[str | None, typer.Option(help="local, docker or ray (default: the track card's).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset name (default: the track's).")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Source folder of a real dataset.")] = None,
@@ -25,6 +29,12 @@ def evaluate(
     address: Annotated[str | None, typer.Option(help="Ray cluster address (with --runner ray).")] = None,
     time_limit: Annotated[
         float | None, typer.Option("--time-limit", help="Wall-time limit of one run in seconds (default: the card's).")
+    ] = None,
+    coco_backend: Annotated[
+        str | None,
+        typer.Option(
+            "--coco-backend", help="COCO scorer of detection tracks: faster-coco-eval (default) or pycocotools."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -43,33 +53,7 @@ def evaluate(
         console=err,
         transient=True,
     )
-    task_id = None
-
-    def progress(event: str, info: dict[str, Any]) -> None:
-        nonlocal task_id
-        if event == "start":
-            err.print(
-                f"evaluating {info['jobs']} job(s) of {info['track']} on {info['dataset']} [{info['hardware_class']}]",
-                markup=False,
-            )
-            task_id = bar.add_task("evaluate", total=info["jobs"])
-        elif event == "warning":
-            err.print(f"[yellow]warning:[/] {info['message']}")
-        elif event == "run":
-            bar.update(task_id, description=f"{info['submission']} [{info['variant']}]")
-        elif event in ("done", "skip"):
-            bar.advance(task_id)
-            if event == "done" and console is not None:
-                line = f"{info['submission']} [{info['variant']}]: {info['status']}"
-                if info["status"] == "ok":
-                    line += f"  {info['primary_metric']}={info['metrics'].get(info['primary_metric']):.4f}"
-                    if info["latency"]:
-                        line += f"  p50={info['latency']['p50_ms']:.3f} ms"
-                else:
-                    line += f"  ({info['error']})"
-                bar.console.print(line, markup=False)
-            elif event == "skip":
-                bar.console.print(f"{info['submission']} [{info['variant']}]: skipped ({info['reason']})", markup=False)
+    progress = _progress(bar, err, console)
 
     options = {"address": address} if address else None
     with bar:
@@ -87,6 +71,44 @@ def evaluate(
             progress=progress,
             runner_options=options,
             time_limit_s=time_limit,
+            coco_backend=coco_backend,
         )
     if as_json:
         emit_json(results)
+
+
+def _progress(bar: Any, err: Any, console: Any) -> Any:
+    """The callback that shows an evaluation's events: a line per event on stderr, the bar, a line per run."""
+    task_id = None
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        nonlocal task_id
+        if event == "start":
+            err.print(
+                f"evaluating {info['jobs']} job(s) of {info['track']} on {info['dataset']}, "
+                f"{info.get('profile', '?')} profile [{info['hardware_class']}]",
+                markup=False,
+            )
+            task_id = bar.add_task("evaluate", total=info["jobs"])
+        elif event == "warning":
+            err.print(f"[yellow]warning:[/] {info['message']}")
+        elif event == "run":
+            bar.update(task_id, description=f"{info['submission']} [{info['variant']}]")
+        elif event in ("done", "skip"):
+            bar.advance(task_id)
+            if event == "done" and console is not None:
+                line = f"{info['submission']} [{info['variant']}]: {info['status']}"
+                if info["status"] == "ok":
+                    line += f"  {info['primary_metric']}={info['metrics'].get(info['primary_metric']):.4f}"
+                    if info.get("primary_interval"):
+                        line += " [{:.4f}, {:.4f}]".format(*info["primary_interval"])
+                    latency = ranked_summary(info)
+                    if latency:
+                        line += f"  p50={latency['p50_ms']:.3f} ms ({info.get('ranked_latency', 'device')})"
+                else:
+                    line += f"  ({info['error']})"
+                bar.console.print(line, markup=False)
+            elif event == "skip":
+                bar.console.print(f"{info['submission']} [{info['variant']}]: skipped ({info['reason']})", markup=False)
+
+    return progress

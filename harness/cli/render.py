@@ -30,7 +30,7 @@ def make_console():
     from rich.console import Console
 
     # Tables are wide; when printing to a pipe or a file, do not squeeze them into 80 columns.
-    return Console() if sys.stdout.isatty() else Console(width=200)
+    return Console() if sys.stdout.isatty() else Console(width=260)
 
 
 def fmt_count(value: float | None, unit: str = "") -> str:

@@ -31,7 +31,7 @@ from typing import Any
 
 from harness.errors import HarnessError, PredictionError
 from harness.gate.stats import EPS, METHODS, latency_blocks, latency_verdict, ratio_interval
-from harness.records import finite_or_none, validate_record
+from harness.records import finite_or_none, ranked_summary, validate_record
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
 
@@ -176,6 +176,19 @@ def _comparability_notes(baseline: dict[str, Any], candidate: dict[str, Any], al
                     "--allow-cross-hardware to compare anyway",
                 )
             notes.append(f"{message}; compared anyway (--allow-cross-hardware)")
+    for key, what in (("dataset", "dataset"), ("dataset_hash", "dataset digest"), ("profile", "latency profile")):
+        if baseline.get(key) and candidate.get(key) and str(baseline[key]) != str(candidate[key]):
+            raise HarnessError(
+                f"{what} differs: baseline run {baseline['run_id']} has {baseline[key]!r}, "
+                f"candidate run {candidate['run_id']} has {candidate[key]!r}: their numbers are not comparable",
+                hint="evaluate both on the same dataset and with the same --profile",
+            )
+    if baseline.get("ranked_latency", "device") != candidate.get("ranked_latency", "device"):
+        raise HarnessError(
+            f"baseline run {baseline['run_id']} ranks its {baseline.get('ranked_latency', 'device')} latency, "
+            f"candidate run {candidate['run_id']} its {candidate.get('ranked_latency', 'device')} latency",
+            hint="gate runs scored by the same track card",
+        )
     versions = baseline.get("harness_version"), candidate.get("harness_version")
     if all(versions) and versions[0] != versions[1]:
         notes.append(f"runs were made by different harness versions ({versions[0]} and {versions[1]})")
@@ -183,7 +196,10 @@ def _comparability_notes(baseline: dict[str, Any], candidate: dict[str, Any], al
 
 
 def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
-    keys = ("run_id", "submission", "variant", "track", "track_version", "hardware_class", "status")
+    keys = (
+        "run_id", "submission", "variant", "track", "track_version", "dataset", "dataset_hash", "profile",
+        "hardware_class", "device", "ranked_latency", "status",
+    )  # fmt: skip
     return {key: run.get(key) for key in keys}
 
 
@@ -235,7 +251,7 @@ def _latency_check(
     for side, run in (("baseline", baseline), ("candidate", candidate)):
         blocks, how = latency_blocks(run)
         if blocks is None:
-            p50s = [(r.get("latency") or {}).get("p50_ms") for r in (baseline, candidate)]
+            p50s = [(ranked_summary(r) or {}).get("p50_ms") for r in (baseline, candidate)]
             if all(isinstance(p, int | float) and p > 0 for p in p50s):
                 values.update(baseline=p50s[0], candidate=p50s[1], change_pct=100 * (p50s[1] / p50s[0] - 1))
             detail = (
@@ -272,7 +288,7 @@ def _latency_check(
     if interval.note:
         detail += f" ({interval.note})"
     for side, run in (("baseline", baseline), ("candidate", candidate)):
-        latency = run.get("latency") or {}
+        latency = ranked_summary(run) or {}
         if latency.get("noisy"):
             reasons = "; ".join(str(r) for r in latency.get("noise_reasons") or []) or "no reason given"
             detail += f"; {side} run marked noisy: {reasons}"

@@ -34,8 +34,15 @@ def _describe_run(run: dict[str, Any]) -> str:
 
 def _context_line(result: GateResult) -> str:
     base = result.baseline
+    board = f"{base['track']} v{base['track_version']}"
+    if base.get("dataset"):
+        digest = f" @ {str(base['dataset_hash'])[:12]}" if base.get("dataset_hash") else ""
+        board += f" · {base['dataset']}{digest}"
+    if base.get("profile"):
+        board += f" · {base['profile']} profile"
+    board += f" · {base.get('ranked_latency') or 'device'} latency"
     return (
-        f"{base['track']} v{base['track_version']} on {base['hardware_class']}: "
+        f"{board} on {base['hardware_class']}: "
         f"baseline {_describe_run(base)}, candidate {_describe_run(result.candidate)}"
     )
 

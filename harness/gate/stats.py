@@ -277,7 +277,9 @@ def latency_blocks(run: dict[str, Any]) -> tuple[list[np.ndarray] | None, str]:
     back to one block of independent samples). With no samples, the repeat medians serve as one-sample
     blocks. Returns `(None, reason)` when there is nothing to compare.
     """
-    latency = run.get("latency") or {}
+    from harness.records import ranked_summary
+
+    latency = ranked_summary(run) or {}  # the latency the run's track ranks
     samples = np.asarray(latency.get("samples_ms") or [], dtype=np.float64)
     medians = np.asarray(latency.get("repeat_medians_ms") or [], dtype=np.float64)
     if samples.size == 0:

@@ -14,6 +14,7 @@ from harness.leaderboard_app import ranking
 from harness.leaderboard_app.picker import picker
 from harness.leaderboard_app.table import COLUMN_HELP, table_data
 from harness.store import queries
+from harness.store.repo import BoardKey
 from harness.tracks import TrackCard, all_cards
 
 HARDWARE_HELP = COLUMN_HELP["hardware_class"]
@@ -33,10 +34,8 @@ def track_versions(url: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
-def standings(
-    url: str, track: str, track_version: int, macs_key: str | None, metric_names: tuple[str, ...]
-) -> pd.DataFrame:
-    return queries.standings(engine(url), track, track_version, macs_key, metric_names)
+def standings(url: str, key: BoardKey, macs_key: str | None, metric_names: tuple[str, ...]) -> pd.DataFrame:
+    return queries.standings(engine(url), key, macs_key, metric_names)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=64)
@@ -53,7 +52,7 @@ def standings_view(
     noisy, the table's bytes). Cached per setting, so a new session with the default filters neither ranks nor
     formats the entries again (docs/BENCHMARKS.md). `card_key` names the card in the cache key (`_card` itself
     is not hashed)."""
-    entries = standings(url, _card.name, _card.version, ranking.macs_key(_card), _card.metrics)
+    entries = standings(url, BoardKey.for_card(_card), ranking.macs_key(_card), _card.metrics)
     ranked = ranking.rank(
         entries,
         _card.higher_is_better,
@@ -87,9 +86,16 @@ def runs(
     submission: str | None = None,
     macs_key: str | None = None,
     with_logs: bool = False,
+    latency_kind: str = "device",
 ) -> pd.DataFrame:
     return queries.runs(
-        engine(url), track, track_version=track_version, submission=submission, macs_key=macs_key, with_logs=with_logs
+        engine(url),
+        track,
+        track_version=track_version,
+        submission=submission,
+        macs_key=macs_key,
+        with_logs=with_logs,
+        latency_kind=latency_kind,
     )
 
 
@@ -118,6 +124,11 @@ class Board:
     @property
     def macs_key(self) -> str | None:
         return ranking.macs_key(self.card)
+
+    @property
+    def key(self) -> BoardKey:
+        """The standings shown: the card's dataset (at its pinned digest), profile, ranking rule and latency."""
+        return BoardKey.for_card(self.card)
 
 
 def sidebar() -> None:
@@ -195,7 +206,7 @@ def metric_label(name: str) -> str:
 def run_columns(frame: pd.DataFrame, card: TrackCard, leading: list[str], trailing: list[str]) -> list[str]:
     """The columns a reader compares, in order: `leading`, the track's metrics, the costs, `trailing`."""
     metrics = ranking.metric_columns(frame, card.metrics)
-    middle = ["params", "macs", "bytes", "latency_ms", "p50_ms", "p90_ms", "noisy"]
+    middle = ["interval", "tied", "params", "macs", "bytes", "latency_ms", "p50_ms", "p90_ms", "noisy"]
     return [c for c in [*leading, *metrics, *middle, *trailing] if c in frame.columns]
 
 
@@ -217,6 +228,8 @@ def run_table(
         "p50_ms": st.column_config.NumberColumn("p50 ms", format="%.4f"),
         "p90_ms": st.column_config.NumberColumn("p90 ms", format="%.4f"),
         "noisy": st.column_config.CheckboxColumn("noisy", help=COLUMN_HELP["noisy"]),
+        "interval": st.column_config.TextColumn("95% CI", help=COLUMN_HELP["interval"]),
+        "tied": st.column_config.CheckboxColumn("≈ leader", help=COLUMN_HELP["tied"]),
         "hardware_class": st.column_config.TextColumn("hardware class", help=COLUMN_HELP["hardware_class"]),
         "finished_at": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm"),
         "run_id": st.column_config.NumberColumn("run", format="%d"),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.service.jobs import macs_key as macs_key  # the MACs entry ranked, re-exported for the pages
 from harness.service.standings import rank_order
 from harness.store.queries import METRIC_PREFIX
 from harness.tracks import TrackCard
@@ -64,8 +65,23 @@ def rank(
     if hardware_class is not None:
         keep &= frame["hardware_class"] == hardware_class
     ranked = order(frame[keep], higher_is_better)
-    ranked.insert(0, "rank", ranked.groupby("hardware_class").cumcount().to_numpy() + 1 if len(ranked) else [])
-    return ranked.reset_index(drop=True)
+    groups = ["hardware_class", "device"] if "device" in ranked.columns else ["hardware_class"]
+    ranked.insert(0, "rank", ranked.groupby(groups).cumcount().to_numpy() + 1 if len(ranked) else [])
+    return with_ties(ranked.reset_index(drop=True), groups)
+
+
+def with_ties(ranked: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """`interval` (the primary metric's confidence interval as text) and `tied` (True where it overlaps the
+    interval of its group's leader: the gap may be chance), as `harness.service.standings.tie_with` marks them."""
+    if "primary_ci_low" not in ranked.columns or ranked.empty:
+        return ranked.assign(interval=None, tied=False)
+    low = pd.to_numeric(ranked["primary_ci_low"], errors="coerce")
+    high = pd.to_numeric(ranked["primary_ci_high"], errors="coerce")
+    leader_low = low.groupby([ranked[g] for g in groups]).transform("first")
+    leader_high = high.groupby([ranked[g] for g in groups]).transform("first")
+    tied = (ranked["rank"] > 1) & (low <= leader_high) & (leader_low <= high)
+    interval = [f"[{a:.4f}, {b:.4f}]" if pd.notna(a) and pd.notna(b) else None for a, b in zip(low, high, strict=True)]
+    return ranked.assign(interval=interval, tied=tied.fillna(False).astype(bool))
 
 
 def pareto_mask(values: np.ndarray, costs: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -138,15 +154,6 @@ def metric_columns(frame: pd.DataFrame, names: list[str] | tuple[str, ...]) -> l
     present = [c for c in frame.columns if c.startswith(METRIC_PREFIX)]
     ordered = [f"{METRIC_PREFIX}{n}" for n in names if f"{METRIC_PREFIX}{n}" in present]
     return ordered + sorted(c for c in present if c not in ordered)
-
-
-def macs_key(card: TrackCard) -> str:
-    """The MACs entry ranked and budgeted: the card's first input size (the one its rules apply at), or the
-    fixed MAC image set of detection tracks."""
-    if card.mac_images:
-        return "dataset"
-    height, width = card.input_sizes[0]
-    return f"{height}x{width}"
 
 
 def busiest_track(counts: pd.DataFrame, cards: dict[str, TrackCard]) -> str:

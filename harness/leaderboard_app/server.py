@@ -44,6 +44,7 @@ def warm_up(url: str) -> WarmUp:
 
     from harness.leaderboard_app import charts, picker, ranking, table  # noqa: F401
     from harness.store import queries
+    from harness.store.repo import BoardKey
     from harness.tracks import all_cards
 
     try:
@@ -59,7 +60,7 @@ def warm_up(url: str) -> WarmUp:
     try:
         cards = all_cards()
         card = cards[ranking.busiest_track(queries.track_versions(engine), cards)]
-        entries = queries.standings(engine, card.name, card.version, ranking.macs_key(card), card.metrics)
+        entries = queries.standings(engine, BoardKey.for_card(card), ranking.macs_key(card), card.metrics)
         dataframe_util.convert_anything_to_arrow_bytes(ranking.rank(entries, card.higher_is_better))
     finally:
         engine.dispose()
@@ -81,6 +82,7 @@ def fill_app_caches(url: str, wait_s: float = 60.0) -> bool:
     # Imported only now: the cached functions of `common` want the runtime's cache storage.
     from harness.leaderboard_app import common, ranking
     from harness.store import queries
+    from harness.store.repo import BoardKey
     from harness.tracks import all_cards
 
     cards = all_cards()
@@ -88,7 +90,7 @@ def fill_app_caches(url: str, wait_s: float = 60.0) -> bool:
         card = cards[ranking.busiest_track(common.track_versions(url), cards)]
     except queries.StoreMissing:
         return False
-    entries = common.standings(url, card.name, card.version, ranking.macs_key(card), card.metrics)
+    entries = common.standings(url, BoardKey.for_card(card), ranking.macs_key(card), card.metrics)
     common.standings_view(url, card, card.key, *common.standings_defaults(entries))  # the page's default view
     return True
 

@@ -30,7 +30,9 @@ _COMPONENT = st.components.v2.component(
 COLUMN_HELP = {
     "params": "Parameters of the model as built",
     "bytes": "Size of the variant's weights, as the harness measured it",
-    "latency_ms": "The ranked figure: median of the repeat medians (device, model only)",
+    "latency_ms": "The ranked latency: median of the repeat medians (the track's: device, model only; or e2e)",
+    "interval": "95 % confidence interval of the primary metric (bootstrap over the test images)",
+    "tied": "Its interval overlaps the leader's: the two cannot be told apart on this test set",
     "noisy": "Latency flagged as noisy; see the submission page",
     "hardware_class": "Rankings compare only runs made on the same class of machine.",
     "finished_at": "When the run finished (UTC)",
@@ -67,6 +69,8 @@ def _formats(metrics: list[str], macs_help: str) -> dict[str, tuple[str, str, An
         "p50_ms": ("p50 ms", "", four),
         "p90_ms": ("p90 ms", "", four),
         "noisy": ("noisy", COLUMN_HELP["noisy"], lambda v: "noisy" if v else ""),
+        "interval": ("95% CI", COLUMN_HELP["interval"], str),
+        "tied": ("tie", COLUMN_HELP["tied"], lambda v: "≈ leader" if v else ""),
         "hardware_class": ("hardware class", COLUMN_HELP["hardware_class"], str),
         "finished_at": ("date", COLUMN_HELP["finished_at"], lambda v: v[:16].replace("T", " ")),
         "run_id": ("run", "", str),
@@ -94,7 +98,8 @@ def table_data(frame: pd.DataFrame, columns: list[str], macs_help: str) -> bytes
         label, help_text, formatter = formats.get(name, (name, "", str))
         raw = _raw(frame[name])
         numeric = pd.api.types.is_numeric_dtype(frame[name]) and not pd.api.types.is_bool_dtype(frame[name])
-        specs.append({"name": name, "label": label, "help": help_text, "numeric": numeric and name != "noisy"})
+        numeric = numeric and name not in ("noisy", "tied")
+        specs.append({"name": name, "label": label, "help": help_text, "numeric": numeric})
         raw_columns.append(raw)
         text_columns.append(["-" if v is None else formatter(v) for v in raw])
     data = {

@@ -87,16 +87,12 @@ def compare_rows(refs: Sequence[str], store: Any = None) -> list[dict[str, Any]]
 def export_runs(refs: Sequence[str], track: str | None, output: Path, store: Any = None) -> int:
     """Write runs (by reference, or a track's current standings) to a results file for gates elsewhere."""
     from harness.gate.results import export_results
-    from harness.service.evaluate import run_record
 
     runs = [resolve_ref(ref, store) for ref in refs]
     if track:
-        from harness.store import open_store
-        from harness.tracks import get_card
+        from harness.service.standings import standings
 
-        card = get_card(track)
-        store = store or open_store()
-        runs.extend(run_record(r, True, card.higher_is_better) for r in store.standings(card.name, card.version))
+        runs.extend(standings(track, store=store, with_samples=True))
     if not runs:
         raise HarnessError("nothing to export", "name runs (ids or submission@variant) or pass --track")
     export_results(runs, output)

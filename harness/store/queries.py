@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 
 from harness.store.models import Environment, LatencySummaryRow, Metric, Run, Submission
-from harness.store.repo import busy_timeout_ms, sqlite_path, standing_run_ids
+from harness.store.repo import BoardKey, busy_timeout_ms, sqlite_path, standing_run_ids
 
 METRIC_PREFIX = "metric:"
 REQUIRED_TABLES = {"submissions", "runs", "metrics", "latency_summaries", "environments"}
@@ -47,10 +47,17 @@ def read_only_engine(url: str) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
         if engine.dialect.name == "postgresql":
             event.listen(engine, "connect", _postgres_read_only)
-    missing = REQUIRED_TABLES - set(inspect(engine).get_table_names())
+    inspector = inspect(engine)
+    missing = REQUIRED_TABLES - set(inspector.get_table_names())
     if missing:
         engine.dispose()
         raise StoreMissing(f"the database has no harness tables ({', '.join(sorted(missing))} missing)")
+    if "primary_ci_low" not in {column["name"] for column in inspector.get_columns("runs")}:
+        engine.dispose()  # the board never migrates; any CLI command that opens the store does
+        raise StoreMissing(
+            "the store was written by an older harness (no confidence intervals in it yet); "
+            "run `harness leaderboard --track TRACK` once to upgrade it"
+        )
     return engine
 
 
@@ -101,6 +108,9 @@ def _run_columns(device_latency: Any, macs_key: str | None, metric_names: tuple[
         Run.hardware_class,
         Run.primary_metric,
         Run.primary_value,
+        Run.primary_ci_low,
+        Run.primary_ci_high,
+        Run.device,
         Run.params,
         Run.bytes,
         (Run.macs[macs_key].as_float() if macs_key else literal(None, Float)).label("macs"),
@@ -120,7 +130,6 @@ def _run_columns(device_latency: Any, macs_key: str | None, metric_names: tuple[
     if detailed:
         columns += [
             Run.macs.label("macs_by_input"),
-            Run.device,
             Run.profile,
             Run.runner,
             Run.dataset,
@@ -145,13 +154,15 @@ def _runs_frame(
     metric_names: tuple[str, ...] = (),
     detailed: bool = False,
     extra_columns: tuple[Any, ...] = (),
+    latency_kind: str = "device",
 ) -> pd.DataFrame:
-    """Runs as rows; metrics as `metric:<name>` columns: the named ones in the SQL, else every stored one."""
+    """Runs as rows; metrics as `metric:<name>` columns: the named ones in the SQL, else every stored one. The
+    latency columns are of `latency_kind` (the track's ranked latency)."""
     device_latency = aliased(LatencySummaryRow)
     query = (
         select(*_run_columns(device_latency, macs_key, metric_names, detailed), *extra_columns)
         .join(Submission, Submission.id == Run.submission_id)
-        .outerjoin(device_latency, and_(device_latency.run_id == Run.id, device_latency.kind == "device"))
+        .outerjoin(device_latency, and_(device_latency.run_id == Run.id, device_latency.kind == latency_kind))
         .where(where)
         .order_by(Run.id)
     )
@@ -188,16 +199,17 @@ def _metrics(engine: Engine, runs: list[int] | Any) -> pd.DataFrame:
 
 def standings(
     engine: Engine,
-    track: str,
-    track_version: int,
+    key: BoardKey,
     macs_key: str | None = None,
     metric_names: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """The latest `ok` run of each (submission name, variant, hardware class) of ONE track version, unranked;
-    `metric_names` (the track card's metrics) are read in the same query, else every stored metric is.
+    """The run that stands for each entry of ONE board (`BoardKey`: track version, dataset and digest, profile),
+    unranked; `metric_names` (the track card's metrics) are read in the same query, else every stored metric is.
+    The latency columns are the board's ranked latency.
 
-    Runs of any other version of the track are never part of the result (the filter is in the SQL)."""
-    return _runs_frame(engine, Run.id.in_(standing_run_ids(track, track_version)), macs_key, tuple(metric_names))
+    Runs of any other board are never part of the result (the filter is in the SQL)."""
+    where = Run.id.in_(standing_run_ids(key))
+    return _runs_frame(engine, where, macs_key, tuple(metric_names), latency_kind=key.latency_kind)
 
 
 def runs(
@@ -209,6 +221,7 @@ def runs(
     run_ids: list[int] | None = None,
     macs_key: str | None = None,
     with_logs: bool = False,
+    latency_kind: str = "device",
 ) -> pd.DataFrame:
     """Finished runs (any status, `running` claims left out) of a track, optionally of one version,
     one submission name, or given ids; `with_logs` adds the error and the log tail."""
@@ -219,8 +232,9 @@ def runs(
         conditions.append(Submission.name == submission)
     if run_ids is not None:
         conditions.append(Run.id.in_(run_ids))
+    extra = (Run.log_tail,) if with_logs else ()
     return _runs_frame(
-        engine, and_(*conditions), macs_key, detailed=True, extra_columns=(Run.log_tail,) if with_logs else ()
+        engine, and_(*conditions), macs_key, detailed=True, extra_columns=extra, latency_kind=latency_kind
     )
 
 

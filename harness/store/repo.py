@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from harness.config import db_url
 from harness.errors import StoreError
-from harness.store.models import Environment, LatencySummaryRow, Metric, Run, Submission, utcnow
+from harness.store.models import Environment, HardwarePeak, LatencySummaryRow, Metric, Run, Submission, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -75,6 +75,7 @@ class RunOutcome:
     error: str | None = None
     metrics: dict[str, float] | None = None
     primary_value: float | None = None
+    primary_interval: tuple[float, float] | None = None  # the primary metric's confidence interval
     complexity: dict[str, Any] | None = None
     latency: dict[str, dict[str, Any]] | None = None
     environment: dict[str, Any] | None = None
@@ -202,6 +203,8 @@ class Store:
             run.status = outcome.status
             run.error = outcome.error
             run.primary_value = outcome.primary_value
+            if outcome.primary_interval is not None:
+                run.primary_ci_low, run.primary_ci_high = (float(v) for v in outcome.primary_interval)
             run.log_tail = outcome.log_tail
             run.details = outcome.details
             run.finished_at = utcnow()
@@ -238,6 +241,23 @@ class Store:
             s.flush()
         return row.id
 
+    def hardware_peak(self, hardware_class: str) -> dict[str, Any] | None:
+        """The stored peak of a hardware class (`harness.measure.peak`'s figures), if it was measured."""
+        with self.session() as s:
+            row = s.get(HardwarePeak, hardware_class)
+            return {**row.details, "macs_per_s": row.macs_per_s} if row is not None else None
+
+    def record_hardware_peak(self, hardware_class: str, device: str, measured: dict[str, Any]) -> dict[str, Any]:
+        """Keep a measured peak; the first one stored for a hardware class wins (concurrent evaluators agree on
+        one ceiling). Returns the peak that stands."""
+        rate = float(measured["macs_per_s"])
+        try:
+            with self.session() as s:
+                s.add(HardwarePeak(hardware_class=hardware_class, device=device, macs_per_s=rate, details=measured))
+        except IntegrityError:
+            pass
+        return self.hardware_peak(hardware_class) or measured
+
     def get_run(self, run_id: int) -> Run | None:
         with self.session() as s:
             return s.scalar(_run_query().where(Run.id == run_id))
@@ -271,26 +291,90 @@ class Store:
         with self.session() as s:
             return int(s.scalar(select(func.count(Run.id))) or 0)
 
-    def standings(self, track: str, track_version: int, hardware_class: str | None = None) -> list[Run]:
-        """The runs that stand (`standing_run_ids`), with everything a run record needs."""
+    def standings(self, key: BoardKey, hardware_class: str | None = None) -> list[Run]:
+        """The runs that stand on a board (`standing_run_ids`), with everything a run record needs."""
         with self.session() as s:
-            return list(
-                s.scalars(_run_query().where(Run.id.in_(standing_run_ids(track, track_version, hardware_class))))
-            )
+            return list(s.scalars(_run_query().where(Run.id.in_(standing_run_ids(key, hardware_class)))))
 
 
-def standing_run_ids(track: str, track_version: int, hardware_class: str | None = None) -> Any:
-    """The SELECT of the runs that stand on a track version's board: the latest finished `ok` run of each
-    (submission name, variant, hardware class). The CLI's standings and the board's query both use it."""
-    latest = (
-        select(func.max(Run.id))
-        .join(Submission, Submission.id == Run.submission_id)
-        .where(Run.track == track, Run.track_version == track_version, Run.status == "ok")
-        .group_by(Submission.name, Run.variant, Run.hardware_class)
-    )
+@dataclass(frozen=True)
+class BoardKey:
+    """Which runs may be ranked together: one track version, on one dataset (and content digest), timed under
+    one latency profile. Within a board, an entry is a (submission name, variant, hardware class, device), and
+    `ranking` picks the run that stands for it: its `latest` finished `ok` run, or its `best` one (best primary
+    value; among equals, the latest). `dataset_hash` None (a dataset the track does not pin): each digest
+    seen makes entries of its own."""
+
+    track: str
+    track_version: int
+    dataset: str
+    dataset_hash: str | None
+    profile: str
+    ranking: str = "latest"
+    higher_is_better: bool = True
+    latency_kind: str = "device"  # the latency the board ranks and shows: "device" (forward only) or "e2e"
+
+    @classmethod
+    def for_card(cls, card: Any, dataset: str | None = None, profile: str | None = None) -> BoardKey:
+        """The board of a track card's current version: its dataset and profile (or the ones named), the digest
+        the card pins for that dataset's split (None when it pins none), its ranking rule and latency."""
+        name = f"{dataset or card.dataset}/{card.split}"  # as runs store it: dataset/split
+        return cls(
+            track=card.name,
+            track_version=card.version,
+            dataset=name,
+            dataset_hash=card.digests.get(name),
+            profile=profile or card.profile,
+            ranking=card.ranking,
+            higher_is_better=card.higher_is_better,
+            latency_kind=card.ranked_latency,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "track": self.track,
+            "track_version": self.track_version,
+            "dataset": self.dataset,
+            "dataset_hash": self.dataset_hash,
+            "profile": self.profile,
+            "ranking": self.ranking,
+            "latency": self.latency_kind,
+        }
+
+    def describe(self) -> str:
+        digest = f" @ {self.dataset_hash[:12]}" if self.dataset_hash else " (any digest)"
+        return (
+            f"{self.track} v{self.track_version} · {self.dataset}{digest} · {self.profile} profile · "
+            f"{self.latency_kind} latency · {self.ranking} run of each entry"
+        )
+
+
+def standing_run_ids(key: BoardKey, hardware_class: str | None = None) -> Any:
+    """The SELECT of the runs that stand on a board (`BoardKey`): one per entry, chosen in the SQL by a window
+    function. The CLI's standings, exports and the board's query all use it."""
+    conditions = [
+        Run.track == key.track,
+        Run.track_version == key.track_version,
+        Run.status == "ok",
+        Run.dataset == key.dataset,
+        Run.profile == key.profile,
+    ]
+    if key.dataset_hash is not None:
+        conditions.append(Run.dataset_hash == key.dataset_hash)
     if hardware_class:
-        latest = latest.where(Run.hardware_class == hardware_class)
-    return latest
+        conditions.append(Run.hardware_class == hardware_class)
+    order = [Run.id.desc()]
+    if key.ranking == "best":
+        value = Run.primary_value.desc() if key.higher_is_better else Run.primary_value.asc()
+        order.insert(0, value.nulls_last())
+    entry = (Submission.name, Run.variant, Run.hardware_class, Run.device, Run.dataset_hash)
+    chosen = (
+        select(Run.id.label("id"), func.row_number().over(partition_by=entry, order_by=order).label("place"))
+        .join(Submission, Submission.id == Run.submission_id)
+        .where(*conditions)
+        .subquery()
+    )
+    return select(chosen.c.id).where(chosen.c.place == 1)
 
 
 def _run_query():

@@ -84,9 +84,9 @@ def build_synthetic_store(
             track_version=version,
             card_hash="synthetic",
             dataset=f"{card.dataset}/{card.split}",
-            dataset_hash="synthetic",
+            dataset_hash=card.digests.get(f"{card.dataset}/{card.split}", "synthetic"),  # the card's board
             device=HARDWARE[hw]["device"],
-            profile="standard",
+            profile=card.profile,
             runner="synthetic",
             hardware_class=hw,
             harness_version="synthetic",

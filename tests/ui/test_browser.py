@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from harness.leaderboard_app.ranking import pareto_mask
+from harness.tracks import get_card
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.browser
@@ -246,7 +247,7 @@ def test_every_page_renders_in_chromium(seeded_store, browser):
             assert track.input_value() == "small-object"
             page.screenshot(path=str(ARTIFACTS / "standings-small-object.png"), full_page=True)
             page.locator('[data-testid="stSidebarNav"] a', has_text="Pareto fronts").click()
-            page.wait_for_selector("text=Track small-object@v1", timeout=RENDER_TIMEOUT_MS)
+            page.wait_for_selector(f"text=Track {get_card('small-object').key}", timeout=RENDER_TIMEOUT_MS)
             page.wait_for_selector(CHART_MARKS, state="attached", timeout=RENDER_TIMEOUT_MS)
             assert page.get_by_label("Track").input_value() == "small-object"
     page.close()

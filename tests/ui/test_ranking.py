@@ -123,7 +123,7 @@ def test_cli_and_board_rank_ties_identically(tmp_path):
 
     from harness.leaderboard_app.ranking import macs_key
     from harness.store import queries
-    from harness.store.repo import RunOutcome, Store, idempotency_key
+    from harness.store.repo import BoardKey, RunOutcome, Store, idempotency_key
     from harness.tracks import get_card
     from tests.conftest import run_cli
 
@@ -148,7 +148,8 @@ def test_cli_and_board_rank_ties_identically(tmp_path):
         run_id = store.claim_run(
             idempotency_key(name),
             submission_id=row.id, variant="fp32", track=card.name, track_version=card.version, card_hash="c",
-            dataset="digits/test", dataset_hash="d", device="cpu", profile="quick", runner="local",
+            dataset="digits/test", dataset_hash=card.digests["digits/test"], device="cpu", profile=card.profile,
+            runner="local",
             hardware_class="CPU T / 1 threads", harness_version="0", scorer_version="0", primary_metric="top1",
         )  # fmt: skip
         summary = {
@@ -170,7 +171,7 @@ def test_cli_and_board_rank_ties_identically(tmp_path):
     assert cli.returncode == 0, cli.stderr
     cli_order = [(row["submission"], row["rank"]) for row in json.loads(cli.stdout)]
     engine = queries.read_only_engine(url)
-    board = rank(queries.standings(engine, card.name, card.version, macs_key(card), card.metrics), True)
+    board = rank(queries.standings(engine, BoardKey.for_card(card), macs_key(card), card.metrics), True)
     board_order = list(zip(board["submission"], board["rank"], strict=True))
     assert cli_order == board_order
     # e2 and e6 tie completely: the earlier run first; e4 beats e1/e3 on latency; e5 (no latency) last of 0.90.

@@ -12,13 +12,13 @@ board = common.board()
 card = board.card
 st.title("Compare two runs")
 
-finished = common.runs(board.url, card.name, macs_key=board.macs_key)
+finished = common.runs(board.url, card.name, macs_key=board.macs_key, latency_kind=card.ranked_latency)
 finished = finished.sort_values("run_id", ascending=False).reset_index(drop=True)
 labels = common.run_labels(finished)
 ids = list(labels)
 
 # Defaults: the two best entries of the current standings, else the two latest runs.
-best = order(common.standings(board.url, card.name, card.version, board.macs_key, card.metrics), card.higher_is_better)
+best = order(common.standings(board.url, board.key, board.macs_key, card.metrics), card.higher_is_better)
 defaults = [int(i) for i in best["run_id"]][:2] or ids[:2]
 for key, param, fallback in (("compare_a", "a", defaults[0]), ("compare_b", "b", defaults[-1])):
     wanted = st.query_params.get(param) if key not in st.session_state else None

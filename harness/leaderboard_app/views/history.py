@@ -11,7 +11,9 @@ card = board.card
 st.title("Best score over time")
 st.caption(f"Track {card.key} · every finished `ok` run of this version, in the order the runs finished")
 
-finished = common.runs(board.url, card.name, track_version=card.version, macs_key=board.macs_key)
+finished = common.runs(
+    board.url, card.name, track_version=card.version, macs_key=board.macs_key, latency_kind=card.ranked_latency
+)
 ok = finished[finished["status"] == "ok"]
 hardware = common.hardware_picker(ok, key="history_hardware")
 timeline = best_over_time(ok[ok["hardware_class"] == hardware], card.higher_is_better)

@@ -15,7 +15,7 @@ st.caption(
     f"that no other entry beats on both {card.primary_metric} and cost"
 )
 
-entries = common.standings(board.url, card.name, card.version, board.macs_key, card.metrics)
+entries = common.standings(board.url, board.key, board.macs_key, card.metrics)
 left, right = st.columns([2, 1])
 with left:
     hardware = common.hardware_picker(entries, key="pareto_hardware")

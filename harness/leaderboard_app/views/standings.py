@@ -16,11 +16,12 @@ card = board.card
 st.title(f"{card.title}")
 direction = "higher" if card.higher_is_better else "lower"
 st.caption(
-    f"Track {card.key} · dataset {card.dataset}/{card.split} · ranked by {card.primary_metric} ({direction} is "
-    "better), ties by latency · only runs of this track version are ranked"
+    f"Board: {board.key.describe()} · ranked by {card.primary_metric} ({direction} is better), then by the "
+    f"{card.ranked_latency} latency · runs of another track version, dataset or profile are not ranked here · "
+    "≈ leader: its 95 % interval overlaps the leader's, the gap may be chance"
 )
 
-entries = common.standings(board.url, card.name, card.version, board.macs_key, card.metrics)
+entries = common.standings(board.url, board.key, board.macs_key, card.metrics)
 hardware_options = ranking.hardware_classes(entries)  # the class with the most entries first
 variant_options = ranking.variants(entries)
 

@@ -12,9 +12,7 @@ LOG_TAIL_LINES = 40
 board = common.board()
 card = board.card
 stored = common.submissions(board.url, card.name)
-entries = order(
-    common.standings(board.url, card.name, card.version, board.macs_key, card.metrics), card.higher_is_better
-)
+entries = order(common.standings(board.url, board.key, board.macs_key, card.metrics), card.higher_is_better)
 # Best-placed first, then the submissions without an `ok` run (they may only have failed).
 names = list(dict.fromkeys([*entries["submission"], *stored["submission"]]))
 wanted = st.query_params.get("submission") if "submission_name" not in st.session_state else None
@@ -31,7 +29,9 @@ st.caption(
     + (f" · {len(versions)} stored contents" if len(versions) > 1 else "")
 )
 
-all_runs = common.runs(board.url, card.name, submission=name, macs_key=board.macs_key, with_logs=True)
+all_runs = common.runs(
+    board.url, card.name, submission=name, macs_key=board.macs_key, with_logs=True, latency_kind=card.ranked_latency
+)
 runs = all_runs[all_runs["track_version"] == card.version]
 other_versions = len(all_runs) - len(runs)
 if other_versions:
