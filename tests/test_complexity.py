@@ -243,7 +243,7 @@ PARAMETER_FREE = """
 def test_a_parameter_free_model_is_refused(harness_env, tmp_path):
     sub = make_submission(tmp_path, "noweights", module_body=PARAMETER_FREE)
     result = run_cli("check", str(sub), "--json", env=harness_env)
-    assert result.returncode == 1
+    assert result.returncode == 2  # the same fault exits as `submit` does
     (report,) = [json.loads(result.stdout)]
     assert report["params"] == 0 and not report["ok"]
     assert any("below min_params 1" in v for v in report["violations"])

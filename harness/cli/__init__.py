@@ -1,6 +1,7 @@
 """The `harness` command line: a thin Typer layer over the service layer (`harness.service`). Heavy modules are
 imported inside the commands, so that `harness --help` starts fast. One module per group of verbs; every
-`HarnessError` ends as one message and its fix on stderr, with the error's exit code."""
+`HarnessError` ends as one message and its fix on stderr, with the error's exit code; Ctrl-C as `interrupted`,
+exit 130."""
 
 from __future__ import annotations
 
@@ -20,6 +21,16 @@ def main() -> None:
         if exc.hint:
             print(f"  fix: {exc.hint}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # outside a verb; Typer ends a verb's Ctrl-C as exit 130, silently
+        print("interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:
+            print("interrupted", file=sys.stderr)
+        raise
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a process that Ctrl-C stopped
 
 
 if __name__ == "__main__":

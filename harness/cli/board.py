@@ -103,6 +103,23 @@ def serve(
     from harness.leaderboard_app.server import serve as serve_leaderboard
 
     url = db_url() if db is None else db if "://" in db else f"sqlite:///{Path(db).resolve()}"
-    typer.echo(f"leaderboard of {url.split('@')[-1]} on http://{host}:{port}", err=True)
+    if not is_loopback(host):
+        typer.echo(
+            f"warning: --host {host} is not a loopback address: the board has no login, and anyone who can reach "
+            f"this machine on port {port} can read every stored run (use --host 127.0.0.1 to keep it local)",
+            err=True,
+        )
     # In this process, after a warm-up (imports, one standings query), so the first reader does not wait for it.
     serve_leaderboard(url, port, host)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to bind reaches this machine only: localhost, 127.0.0.0/8, ::1."""
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to any interface

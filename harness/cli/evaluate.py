@@ -52,6 +52,7 @@ def evaluate(
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # off a terminal it has nothing to redraw, and would leave a blank line
     )
     progress = _progress(bar, err, console)
 

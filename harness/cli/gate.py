@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.render import JsonOpt, app, emit_json
+from harness.cli.render import JsonOpt, app, emit_json, writable_file, write_report
 from harness.errors import HarnessError
 
 
@@ -26,6 +26,7 @@ def gate(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report here.")] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Also write the JUnit XML report here.")] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write the Markdown report here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report (same as --format json).")] = False,
 ) -> None:
     """Fail (exit 1) when the candidate's metric drops or its latency grows beyond noise; 3 = inconclusive.
     One run can write several reports of the same verdict: `--junit gate.xml --markdown gate.md`."""
@@ -33,6 +34,12 @@ def gate(
     from harness.gate import render
     from harness.service.results import resolve_ref
 
+    if as_json and output_format not in ("text", "json"):
+        raise HarnessError(f"--json and --format {output_format} ask for two reports on stdout", "give one of them")
+    output_format = "json" if as_json else output_format
+    # Before any work: exit 1 means a regression, so a report that cannot be written must not end as one.
+    for option, path in (("--output", output), ("--junit", junit), ("--markdown", markdown)):
+        writable_file(path, option)
     result = run_gate(
         resolve_ref(baseline),
         resolve_ref(candidate),
@@ -45,8 +52,8 @@ def gate(
     report = render(result, output_format)
     for path, text in ((junit, render(result, "junit")), (markdown, render(result, "markdown")), (output, report)):
         if path is not None:
-            path.write_text(text)
-    if output:
+            write_report(path, text)
+    if output and not as_json:
         typer.echo(render(result, "text") if output_format != "text" else report)
     else:
         typer.echo(report)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from harness.cli.render import JsonOpt, app, emit_json, fmt_bytes, make_console
+from harness.cli.render import JsonOpt, app, emit_json, fmt_bytes, make_console, writable_file
 from harness.errors import HarnessError
 
 
@@ -108,9 +108,17 @@ def export(
     runs: Annotated[list[str] | None, typer.Argument(help="Runs: ids or submission@variant.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Results file to write.")] = Path("results.json"),
     track: Annotated[str | None, typer.Option("--track", "-t", help="Export a track's current standings.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write runs, with their latency samples, to a results file that `harness gate` reads anywhere."""
     from harness.service.results import export_runs
 
-    count = export_runs(runs or [], track, output)
+    writable_file(output, "--output", make_folders=True)  # before the work
+    try:
+        count = export_runs(runs or [], track, output)
+    except OSError as exc:  # what the check cannot foresee: a read-only mount, a full disk
+        raise HarnessError(f"cannot write {output}: {exc.strerror or exc}", "write it somewhere else") from exc
+    if as_json:
+        emit_json({"output": str(output), "runs": count})
+        return
     typer.echo(f"wrote {count} run(s) to {output}")

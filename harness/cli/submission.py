@@ -39,7 +39,7 @@ def check(
             for v in r.violations:
                 make_console().print(f"  rule violated: {v}", markup=False)
     if not all(r.ok for r in reports):
-        raise typer.Exit(1)
+        raise typer.Exit(2)  # a faulty submission is a user error, as `submit` reports it
 
 
 @app.command()

@@ -6,20 +6,28 @@ as soon as the server is up, so the first view after a start is as quick as any 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
 
-from harness.errors import HarnessError
+from harness.errors import StoreError
+from harness.store.faults import store_error
 
-# Streamlit's options for the leaderboard, as `streamlit run` flags would set them.
+# Streamlit's options for the leaderboard, as `streamlit run` flags would set them, whatever the address: no
+# usage statistics, no browser opened, no welcome banner (on a wildcard address its "External URL" asks a web
+# service for this machine's public address; `serve` prints the board's address itself).
 SERVER_OPTIONS = {
     "server.headless": True,
     "browser.gatherUsageStats": False,
+    "logger.hideWelcomeMessage": True,
     "server.fileWatcherType": "none",
     "client.toolbarMode": "viewer",
     "theme.base": "light",
 }
+# What Streamlit's cross-origin check compares an unknown origin with after the machine's own addresses, in place
+# of the public address it would otherwise fetch from a web service: loopback, which the check allows anyway.
+NO_EXTERNAL_IP = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -49,14 +57,16 @@ def warm_up(url: str) -> WarmUp:
 
     try:
         engine = queries.read_only_engine(url)
+    except queries.StoreRefused as exc:
+        raise StoreError(
+            f"cannot serve the store at {queries.store_label(url)}: {exc}",
+            "run `harness leaderboard --track TRACK` on it once (it names the fault, or upgrades an older store), "
+            "or give --db another store",
+        ) from exc
     except queries.StoreMissing as exc:
         return WarmUp(time.perf_counter() - start, None, f"no store yet ({exc}); the page says what to run")
     except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:
-        raise HarnessError(
-            f"cannot open the store at {queries.store_label(url)}: {exc}",
-            "check --db (a SQLite file path or a SQLAlchemy URL such as postgresql+psycopg://user@host/db) "
-            "and that the database is reachable",
-        ) from exc
+        raise store_error(url, exc, setting="--db (or HARNESS_DB_URL)") from exc
     try:
         cards = all_cards()
         card = cards[ranking.busiest_track(queries.track_versions(engine), cards)]
@@ -104,8 +114,27 @@ def serve(url: str, port: int, host: str) -> None:
     os.environ["HARNESS_DB_URL"] = url  # the pages read the store URL from the environment (harness.config)
     warmed = warm_up(url)
     print(f"warmed up in {warmed.seconds:.1f} s: {warmed.note}", flush=True)
+    web_host = f"[{host}]" if ":" in host else host
+    print(f"leaderboard of {url.split('@')[-1]} on http://{web_host}:{port}", file=sys.stderr, flush=True)
     if warmed.entries is not None:
         threading.Thread(target=fill_app_caches, args=(url,), name="leaderboard-caches", daemon=True).start()
-    options = {**SERVER_OPTIONS, "server.port": port, "server.address": host}
+    options = server_options(port, host)
     bootstrap.load_config_options(options)
+    _never_look_up_external_ip()
     bootstrap.run(str(APP_SCRIPT), False, [], options)
+
+
+def server_options(port: int, host: str) -> dict[str, object]:
+    """Every Streamlit option `serve` starts the server with."""
+    return {**SERVER_OPTIONS, "server.port": port, "server.address": host}
+
+
+def _never_look_up_external_ip() -> None:
+    """Streamlit asks a web service (checkip.amazonaws.com) for this machine's public address when a page is
+    opened from an origin it does not know; no option turns that off short of disabling its CORS check, so its
+    cached answer is filled beforehand (its attribute is checked, so a Streamlit that renames it fails loudly)."""
+    from streamlit import net_util
+
+    if not hasattr(net_util, "_external_ip"):
+        raise RuntimeError("streamlit.net_util._external_ip is gone: the external-IP lookup can no longer be skipped")
+    net_util._external_ip = NO_EXTERNAL_IP

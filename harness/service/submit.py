@@ -36,7 +36,9 @@ def submit(path: Path, store: Any = None, runner: str | None = None) -> list[Sub
     if bad:
         lines = [f"{r.name}: {r.error or '; '.join(r.violations)}" for r in bad]
         cls = RuleViolation if all(r.violations and not r.error for r in bad) else SubmissionError
-        raise cls("submission refused:\n  " + "\n  ".join(lines), "fix the faults above and run `harness check` again")
+        own_fixes = all("\n  fix: " in line for line in lines)  # an import error's, say: no second, generic one
+        hint = None if own_fixes else "fix the faults above and run `harness check` again"
+        raise cls("submission refused:\n  " + "\n  ".join(lines), hint)
     return store_submission(path, store, reports={r.name: r for r in reports})
 
 

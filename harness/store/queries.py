@@ -31,6 +31,12 @@ class StoreMissing(Exception):
     """There is no store at the URL yet (no database file, or no harness tables in it)."""
 
 
+class StoreRefused(StoreMissing):
+    """There is a database at the URL, but not one the board can read: some harness tables missing (damaged),
+    harness tables without a migration record, written by an older harness (the board never migrates), or
+    another program's SQLite file. `harness serve` refuses it at start; a page shows it as it shows no store."""
+
+
 def read_only_engine(url: str) -> Engine:
     """An engine that can only read the store at `url`; `StoreMissing` when there is nothing to read."""
     path = sqlite_path(url)
@@ -48,13 +54,21 @@ def read_only_engine(url: str) -> Engine:
         if engine.dialect.name == "postgresql":
             event.listen(engine, "connect", _postgres_read_only)
     inspector = inspect(engine)
-    missing = REQUIRED_TABLES - set(inspector.get_table_names())
+    tables = set(inspector.get_table_names())
+    missing = REQUIRED_TABLES - tables
     if missing:
         engine.dispose()
+        if missing != REQUIRED_TABLES:
+            raise StoreRefused(f"the store is damaged: its table(s) {', '.join(sorted(missing))} are missing")
+        if path is not None and tables:
+            raise StoreRefused(f"the file is another program's database (tables {', '.join(sorted(tables)[:5])})")
         raise StoreMissing(f"the database has no harness tables ({', '.join(sorted(missing))} missing)")
+    if "alembic_version" not in tables:
+        engine.dispose()
+        raise StoreRefused("it holds harness tables but no migration record (alembic_version): not made by `harness`")
     if "primary_ci_low" not in {column["name"] for column in inspector.get_columns("runs")}:
         engine.dispose()  # the board never migrates; any CLI command that opens the store does
-        raise StoreMissing(
+        raise StoreRefused(
             "the store was written by an older harness (no confidence intervals in it yet); "
             "run `harness leaderboard --track TRACK` once to upgrade it"
         )

@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, select
+from sqlalchemy import create_engine, delete, event, func, inspect, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from harness.config import db_url
 from harness.errors import StoreError
-from harness.store.models import Environment, HardwarePeak, LatencySummaryRow, Metric, Run, Submission, utcnow
+from harness.store.faults import check_schema, is_store_fault, store_error, store_label
+from harness.store.models import Base, Environment, HardwarePeak, LatencySummaryRow, Metric, Run, Submission, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -44,27 +45,6 @@ def busy_timeout_ms() -> int:
     from harness.config import settings
 
     return settings().db_busy_timeout_ms
-
-
-def _describe_db_error(url: str, exc: Exception) -> StoreError:
-    text = str(getattr(exc, "orig", exc))
-    safe_url = url.split("@")[-1]
-    if "readonly" in text or "read-only" in text:
-        return StoreError(
-            f"the store {safe_url} is read-only ({text})",
-            "make the database file and its folder writable, or set HARNESS_DB_URL",
-        )
-    if "locked" in text:
-        return StoreError(
-            f"the store {safe_url} is locked by another process ({text})",
-            "wait for the other harness process to finish, or retry",
-        )
-    if "unable to open" in text:
-        return StoreError(
-            f"cannot open the store {safe_url} ({text})",
-            "check that the folder exists and is writable, or set HARNESS_DB_URL",
-        )
-    return StoreError(f"store error on {safe_url}: {text}")
 
 
 @dataclass
@@ -94,14 +74,20 @@ class Store:
             kwargs["connect_args"] = {"timeout": busy_timeout_ms() / 1000}
         if self.url.startswith("postgresql"):
             kwargs["json_serializer"] = _json_without_nan  # PostgreSQL's json type refuses NaN and Infinity
-        self.engine: Engine = create_engine(self.url, **kwargs)
+        try:  # a URL that does not parse, an unknown dialect, a driver that is not installed
+            self.engine: Engine = create_engine(self.url, **kwargs)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise store_error(self.url, exc) from exc
         if path is not None:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        from alembic.util.exc import CommandError  # here, as _migrate imports alembic: a reader of repo never pays it
+
         try:
             self._migrate(path)
-        except OperationalError as exc:
-            raise _describe_db_error(self.url, exc) from exc
+        except (StoreError, SQLAlchemyError, CommandError) as exc:  # not a database, damaged, locked, newer
+            self.engine.dispose()
+            raise store_error(self.url, exc) from exc
 
     def _migrate(self, sqlite_path: Path | None) -> None:
         from alembic import command
@@ -113,16 +99,24 @@ class Store:
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         head = ScriptDirectory.from_config(cfg).get_current_head()
+        label, tables = store_label(self.url), set(Base.metadata.tables)
+        own_file = sqlite_path is not None  # a SQLite file is one program's; a server's database may be shared
         with self.engine.connect() as conn:
-            if MigrationContext.configure(conn).get_current_revision() == head:
+            revision = MigrationContext.configure(conn).get_current_revision()
+            if revision == head:
+                check_schema(label, revision, head, inspect(conn).get_table_names(), tables, own_file)
                 return
         lock = _migration_lock(sqlite_path)
         with lock, self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(726172)")
-            if MigrationContext.configure(conn).get_current_revision() != head:
+            revision = MigrationContext.configure(conn).get_current_revision()
+            check_schema(label, revision, head, inspect(conn).get_table_names(), tables, own_file)
+            if revision != head:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
+                # A store that lacks a table after its upgrade is damaged: refused, and the upgrade rolled back.
+                check_schema(label, head, head, inspect(conn).get_table_names(), tables, own_file)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -130,9 +124,11 @@ class Store:
         try:
             yield session
             session.commit()
-        except OperationalError as exc:
+        except DBAPIError as exc:
             session.rollback()
-            raise _describe_db_error(self.url, exc) from exc
+            if is_store_fault(exc):  # locked, read-only, a table missing, not a database; not a bug of ours
+                raise store_error(self.url, exc) from exc
+            raise
         except BaseException:
             session.rollback()
             raise
