@@ -119,6 +119,29 @@ class Settings:
         "HARNESS_RAY_INNER", _text, None, "the runner inside a Ray task: local, docker or module:Class"
     )
     ray_files: str = _setting("HARNESS_RAY_FILES", _text, "auto", "how Ray tasks get their files: auto, ship, shared")
+    # Limits on files strangers write (predictions, ground truth, results files, submissions): refused before
+    # they cost memory or time (harness/formats/limits.py).
+    max_json_bytes: int = _setting(
+        "HARNESS_MAX_JSON_MB", _mib, 512 * MIB, "largest COCO or results JSON file read (MiB), checked before parsing"
+    )
+    max_unpacked_bytes: int = _setting(
+        "HARNESS_MAX_UNPACKED_MB", _mib, 64 * MIB, "largest unpacked size of an RRC zip's or folder's text files (MiB)"
+    )
+    max_archive_members: int = _setting(
+        "HARNESS_MAX_ARCHIVE_MEMBERS", _positive(int), 100_000, "most members of an RRC zip (files of a folder)"
+    )
+    max_line_bytes: int = _setting(
+        "HARNESS_MAX_LINE_BYTES", _positive(int), 8192, "longest line of an RRC text file (bytes)"
+    )
+    max_predictions_per_image: int = _setting(
+        "HARNESS_MAX_PREDICTIONS_PER_IMAGE", _positive(int), 10_000, "most predictions of one image"
+    )
+    max_submission_bytes: int = _setting(
+        "HARNESS_MAX_SUBMISSION_MB", _mib, 512 * MIB, "largest submission folder (MiB, files' apparent sizes)"
+    )
+    max_submission_files: int = _setting(
+        "HARNESS_MAX_SUBMISSION_FILES", _positive(int), 10_000, "most files in a submission folder"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,7 +57,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.config import Settings, settings
 from harness.errors import DatasetError, HarnessError, PredictionError
+from harness.formats.limits import ByteBudget, clipped, counted_chunks, quoted, stream_lines
 from harness.metrics.deteval import deteval
 from harness.metrics.icdar15 import icdar15
 from harness.metrics.quad_geometry import positively_oriented
@@ -87,38 +90,92 @@ def natural_key(image_id: str) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", image_id)]
 
 
+Line = tuple[int, str]  # (1-based line number, line)
+Lines = Callable[[], Iterator[Line]]
+# What a corrupt, encrypted or exotic zip member raises while it is read.
+_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError)
+
+
 @contextmanager
-def _entries(source: Path, error: type[HarnessError]) -> Iterator[list[tuple[str, str, Callable[[], bytes]]]]:
-    """(entry name inside the source, name to show in messages, reader) of every entry of a folder or zip.
+def _entries(source: Path, error: type[HarnessError]) -> Iterator[list[tuple[str, str, Lines]]]:
+    """(entry name inside the source, name to show in messages, its lines) of every entry of a folder or zip.
 
     A folder lists its top-level files (sub-folders are skipped); a zip lists every member, directories
-    included, so that callers can judge stray entries. Readers work until the context closes.
+    included, so that callers can judge stray entries. Lines can be read until the context closes, within the
+    settings' limits: the number of entries, their unpacked size together (declared, and counted as read) and
+    the length of a line (see `harness.formats.limits`).
     """
+    limits = settings()
     if source.is_dir():
-        yield [
-            (path.name, str(path), path.read_bytes)
-            for path in sorted(source.iterdir(), key=lambda item: item.name)
-            if path.is_file()
-        ]
+        files = sorted((path for path in source.iterdir() if path.is_file()), key=lambda item: item.name)
+        _refuse_members(source, len(files), limits, error)
+        budget = ByteBudget("the folder's files", limits.max_unpacked_bytes, "HARNESS_MAX_UNPACKED_MB", error)
+        yield [(path.name, str(path), partial(_file_lines, path, budget, limits, error)) for path in files]
         return
     if not source.exists():
         raise error(f"{source}: no such folder or zip archive")
-    try:
-        archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise error(
-            f"{source}: not a readable zip archive ({exc})",
-            "give a folder or a .zip archive of the text files",
-        ) from exc
+    archive = _open_archive(source, limits, error)
+    budget = ByteBudget("the archive's members", limits.max_unpacked_bytes, "HARNESS_MAX_UNPACKED_MB", error)
     with archive:
-        yield [(name, f"{source}:{name}", partial(archive.read, name)) for name in archive.namelist()]
+        yield [
+            (
+                info.filename,
+                f"{source}:{clipped(info.filename)}",
+                partial(_member_lines, archive, info, f"{source}:{clipped(info.filename)}", budget, limits, error),
+            )
+            for info in archive.infolist()
+        ]
 
 
-def _lines(raw: bytes) -> list[tuple[int, str]]:
-    """(1-based line number, line) of the non-blank lines, as the official reader sees them: UTF-8 with
-    undecodable bytes replaced and any byte-order mark dropped."""
-    text = raw.decode("utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
-    return [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
+def _refuse_members(source: Path, count: int, limits: Settings, error: type[HarnessError]) -> None:
+    if count > limits.max_archive_members:
+        raise error(
+            f"{source}: holds {count:,} entries, over the limit of {limits.max_archive_members:,}",
+            "give one text file per image, or raise HARNESS_MAX_ARCHIVE_MEMBERS",
+        )
+
+
+def _open_archive(source: Path, limits: Settings, error: type[HarnessError]) -> zipfile.ZipFile:
+    """The zip archive, its member count checked from its end record before its directory is read (a directory
+    of millions of entries would fill memory)."""
+    unreadable = "give a folder or a .zip archive of the text files"
+    try:
+        with source.open("rb") as handle:
+            end_record = zipfile._EndRecData(handle)  # the count the archive declares; zipfile has no public reader
+        if end_record:
+            _refuse_members(source, end_record[zipfile._ECD_ENTRIES_TOTAL], limits, error)
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        raise error(f"{source}: not a readable zip archive ({exc})", unreadable) from exc
+    _refuse_members(source, len(archive.infolist()), limits, error)
+    return archive
+
+
+def _member_lines(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    shown: str,
+    budget: ByteBudget,
+    limits: Settings,
+    error: type[HarnessError],
+) -> Iterator[tuple[int, str]]:
+    """The lines of one member, its bytes counted against `budget` as they are unpacked."""
+    try:
+        with archive.open(info) as stream:
+            chunks = counted_chunks(stream, info.file_size, budget, shown)
+            yield from stream_lines(chunks, shown, limits.max_line_bytes, "HARNESS_MAX_LINE_BYTES", error)
+    except _MEMBER_ERRORS as exc:
+        raise error(f"{shown}: cannot be read from the archive ({exc})", "write the archive again") from exc
+
+
+def _file_lines(path: Path, budget: ByteBudget, limits: Settings, error: type[HarnessError]) -> Iterator[Line]:
+    """The lines of one file of a folder, its bytes counted against `budget` as they are read."""
+    try:
+        with path.open("rb") as stream:
+            chunks = counted_chunks(stream, path.stat().st_size, budget, str(path))
+            yield from stream_lines(chunks, str(path), limits.max_line_bytes, "HARNESS_MAX_LINE_BYTES", error)
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})", "check the file's permissions") from exc
 
 
 def _numbers(fields: list[str]) -> list[float] | None:
@@ -167,36 +224,36 @@ def read_rrc_ground_truth(source: str | Path, form: str = "auto") -> RRCGroundTr
     if form not in ("auto", *GT_FORMATS):
         raise ValueError(f"form must be 'auto', 'quad' or 'rect', got {form!r}")
     source = Path(source)
-    with _entries(source, DatasetError) as entries:
-        files = []
-        for name, shown, read in entries:
-            match = GT_NAME.fullmatch(name)
-            if match:
-                files.append((match.group(1), shown, read()))
-    if not files:
-        raise DatasetError(
-            f"{source}: no ground-truth files named gt_<id>.txt at its top level",
-            "put one gt_<id>.txt per image (e.g. gt_img_1.txt) directly in the folder or archive",
-        )
     images: dict[str, ImageGT] = {}
-    for image_id, shown, raw in sorted(files, key=lambda item: natural_key(item[0])):
-        corners, transcriptions = [], []
-        for number, line in _lines(raw):
-            if form == "auto":
-                form = "quad" if _parse_gt_line(line, "quad") is not None else "rect"
-            parsed = _parse_gt_line(line, form)
-            if parsed is None:
-                raise DatasetError(
-                    f"{shown}, line {number}: expected {GT_FORMATS[form]}, found {line.strip()!r}",
-                    "numbers separated by commas, then the transcription (### for don't care); "
-                    "xmax >= xmin and ymax >= ymin for rectangles; one form throughout the dataset",
-                )
-            corners.append(parsed[0])
-            transcriptions.append(parsed[1])
-        images[image_id] = ImageGT.from_transcriptions(
-            np.array(corners, dtype=np.float64).reshape(-1, 4, 2), transcriptions
-        )
+    with _entries(source, DatasetError) as entries:
+        files = [(match.group(1), shown, lines) for name, shown, lines in entries if (match := GT_NAME.fullmatch(name))]
+        if not files:
+            raise DatasetError(
+                f"{source}: no ground-truth files named gt_<id>.txt at its top level",
+                "put one gt_<id>.txt per image (e.g. gt_img_1.txt) directly in the folder or archive",
+            )
+        for image_id, shown, lines in sorted(files, key=lambda item: natural_key(item[0])):
+            images[image_id], form = _read_gt_file(shown, lines(), form)
     return RRCGroundTruth(images=images, form="quad" if form == "auto" else form)
+
+
+def _read_gt_file(shown: str, lines: Iterator[tuple[int, str]], form: str) -> tuple[ImageGT, str]:
+    """The ground truth of one file, and the form (decided by its first data line when it was "auto")."""
+    corners, transcriptions = [], []
+    for number, line in lines:
+        if form == "auto":
+            form = "quad" if _parse_gt_line(line, "quad") is not None else "rect"
+        parsed = _parse_gt_line(line, form)
+        if parsed is None:
+            raise DatasetError(
+                f"{shown}, line {number}: expected {GT_FORMATS[form]}, found {quoted(line.strip())}",
+                "numbers separated by commas, then the transcription (### for don't care); "
+                "xmax >= xmin and ymax >= ymin for rectangles; one form throughout the dataset",
+            )
+        corners.append(parsed[0])
+        transcriptions.append(parsed[1])
+    truth = ImageGT.from_transcriptions(np.array(corners, dtype=np.float64).reshape(-1, 4, 2), transcriptions)
+    return truth, form
 
 
 def _parse_result_line(line: str) -> tuple[list[list[float]], float, bool] | None:
@@ -285,9 +342,10 @@ def read_rrc_results(source: str | Path, image_ids: Iterable[str] | None = None)
     """
     source = Path(source)
     known = set(image_ids) if image_ids is not None else None
+    results: dict[str, ImageDet] = {}
     with _entries(source, PredictionError) as entries:
         files = []
-        for name, shown, read in entries:
+        for name, shown, lines in entries:
             if _ignored_result_entry(name):
                 continue
             match = RESULT_NAME.fullmatch(name)
@@ -296,35 +354,41 @@ def read_rrc_results(source: str | Path, image_ids: Iterable[str] | None = None)
                     f"{shown}: unexpected entry; results hold only res_<id>.txt files, at the top level",
                     "remove the entry, or move the result files out of their sub-folder to the top level",
                 )
-            files.append((match.group(1), shown, read()))
-    results: dict[str, ImageDet] = {}
-    for image_id, shown, raw in files:
-        if known is not None and image_id not in known:
-            raise PredictionError(
-                f"{shown}: there is no ground truth for image {image_id!r}",
-                "name result files after the ground truth's images: gt_<id>.txt -> res_<id>.txt",
-            )
-        if image_id in results:
-            raise PredictionError(f"{shown}: a second result file for image {image_id!r}")
-        results[image_id] = _read_result_file(shown, raw)
+            files.append((match.group(1), shown, lines))
+        for image_id, shown, lines in files:
+            if known is not None and image_id not in known:
+                raise PredictionError(
+                    f"{shown}: there is no ground truth for image {quoted(image_id)}",
+                    "name result files after the ground truth's images: gt_<id>.txt -> res_<id>.txt",
+                )
+            if image_id in results:
+                raise PredictionError(f"{shown}: a second result file for image {quoted(image_id)}")
+            results[image_id] = _read_result_file(shown, lines())
     return dict(sorted(results.items(), key=lambda item: natural_key(item[0])))
 
 
-def _read_result_file(shown: str, raw: bytes) -> ImageDet:
+def _read_result_file(shown: str, lines: Iterator[tuple[int, str]]) -> ImageDet:
     """The detections of one result file; a malformed line or a quadrilateral the official validator (or the
-    stricter check of `quad_problem`) refuses is a `PredictionError` naming the file and the line."""
+    stricter check of `quad_problem`) refuses is a `PredictionError` naming the file and the line, and so are
+    more detections than `HARNESS_MAX_PREDICTIONS_PER_IMAGE`."""
     corners, confidences = [], []
-    for number, line in _lines(raw):
+    most = settings().max_predictions_per_image
+    for number, line in lines:
+        if len(corners) == most:
+            raise PredictionError(
+                f"{shown}, line {number}: more than {most:,} detections for one image",
+                "keep the most confident detections, or raise HARNESS_MAX_PREDICTIONS_PER_IMAGE",
+            )
         parsed = _parse_result_line(line)
         if parsed is None:
             raise PredictionError(
-                f"{shown}, line {number}: expected {RESULT_FORMAT}, found {line.strip()!r}",
+                f"{shown}, line {number}: expected {RESULT_FORMAT}, found {quoted(line.strip())}",
                 "4 or 8 finite numbers separated by commas, then optionally a confidence; "
                 "xmax >= xmin and ymax >= ymin for rectangles",
             )
         problem = quad_problem(parsed[0]) if parsed[2] else None
         if problem is not None:
-            raise PredictionError(f"{shown}, line {number}: {problem[0]}, found {line.strip()!r}", problem[1])
+            raise PredictionError(f"{shown}, line {number}: {problem[0]}, found {quoted(line.strip())}", problem[1])
         corners.append(parsed[0])
         confidences.append(parsed[1])
     return ImageDet(polygons=np.array(corners, dtype=np.float64).reshape(-1, 4, 2), scores=np.array(confidences))

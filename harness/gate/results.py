@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.config import settings
 from harness.errors import HarnessError, PredictionError
+from harness.formats.limits import brief, read_bounded
 from harness.fs import write_atomic
 from harness.records import validate_record
 
@@ -34,21 +36,20 @@ def export_results(runs: list[dict[str, Any]], path: str | Path) -> None:
 def load_results_file(path: str | Path) -> list[dict[str, Any]]:
     """Read and check a results file written by `export_results`; errors name the path and the field."""
     path = Path(path)
+    if not path.exists():
+        raise PredictionError(f"{path}: no such results file", hint="write one with `harness export ... -o FILE`")
+    data = read_bounded(path, settings().max_json_bytes, "HARNESS_MAX_JSON_MB", PredictionError, "the results file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise PredictionError(
-            f"{path}: no such results file", hint="write one with `harness export ... -o FILE`"
-        ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PredictionError(f"{path}: cannot read the results file ({exc})") from exc
-    try:
-        document = json.loads(text)
+        document = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PredictionError(f"{path}: cannot read the results file ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise PredictionError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
             hint="write results files with `harness export`",
         ) from exc
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits; arrays nested thousands deep
+        raise PredictionError(f"{path}: not a results file the harness reads ({brief(str(exc))})") from exc
     if not isinstance(document, dict):
         raise PredictionError(
             f"{path}: a results file must be a JSON object with 'harness_version' and 'runs', "
@@ -81,7 +82,9 @@ def select_run(
     ]
     if len(matches) == 1:
         return matches[0]
-    listed = ", ".join(f"{r['run_id']} ({r.get('submission')}/{r.get('variant')})" for r in runs[:20])
+    listed = ", ".join(
+        f"{brief(r['run_id'])} ({brief(r.get('submission'))}/{brief(r.get('variant'))})" for r in runs[:20]
+    )
     if not matches:
         raise HarnessError(f"{source}: no run matches; it holds {listed or 'no runs'}", hint="pick a run by id")
     raise HarnessError(

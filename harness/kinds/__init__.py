@@ -165,11 +165,20 @@ def concatenated(parts: list[np.ndarray], shape: tuple[int, ...], dtype: Any) ->
 
 
 def offsets(source: str, counts: np.ndarray, n: int, total: int) -> list[tuple[int, int]]:
-    """(start, end) of each record's entries from per-record counts; `PredictionError` when they do not fit."""
+    """(start, end) of each record's entries from per-record counts; `PredictionError` when they do not fit, or
+    when a record has more entries than `HARNESS_MAX_PREDICTIONS_PER_IMAGE`."""
+    from harness.config import settings
     from harness.errors import PredictionError
 
     if len(counts) != n or (counts < 0).any() or counts.sum() != total:
         raise PredictionError(f"{source}: per-image counts do not match the {n} ids and {total} entries")
+    most = settings().max_predictions_per_image
+    if n and counts.max() > most:
+        raise PredictionError(
+            f"{source}: image {int(counts.argmax())} has {int(counts.max()):,} predictions, over the limit of "
+            f"{most:,} per image",
+            "keep the most confident predictions of each image, or raise HARNESS_MAX_PREDICTIONS_PER_IMAGE",
+        )
     ends = np.cumsum(counts)
     starts = ends - counts
     return list(zip(starts.tolist(), ends.tolist(), strict=True))

@@ -46,8 +46,10 @@ from typing import Any
 
 import numpy as np
 
+from harness.config import settings
 from harness.contract import Detections
 from harness.errors import DatasetError, HarnessError, PredictionError
+from harness.formats.limits import brief, read_bounded
 
 BACKENDS = ("pycocotools", "faster-coco-eval")
 DEFAULT_BACKEND = "faster-coco-eval"
@@ -108,16 +110,15 @@ METRIC_KEYS = {"coco": _COCO_KEYS, "tiny": _TINY_KEYS, "all": _COCO_KEYS + _TINY
 
 
 def load_json(path: Path | str, error: type[HarnessError] = DatasetError) -> Any:
-    """Read a JSON file; an unreadable or invalid file raises `error` naming the path (and line)."""
+    """Read a JSON file; an unreadable or invalid file, or one over `HARNESS_MAX_JSON_MB` (checked before it is read),
+    raises `error` naming the path (and line)."""
     path = Path(path)
+    data = read_bounded(path, settings().max_json_bytes, "HARNESS_MAX_JSON_MB", error, "the JSON file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise error(f"{path}: no such file", "check the path") from exc
-    except IsADirectoryError as exc:
-        raise error(f"{path}: is a directory, expected a JSON file", "give the path of the .json file") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"{path}: cannot be read ({exc})", "check the file's permissions and encoding (UTF-8)") from exc
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})", "save the file as UTF-8") from exc
+    del data
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -125,10 +126,17 @@ def load_json(path: Path | str, error: type[HarnessError] = DatasetError) -> Any
             f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
             "fix the file so that it parses as JSON",
         ) from exc
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits; arrays nested thousands deep
+        raise error(f"{path}: JSON the harness does not read ({brief(str(exc))})", "write plain COCO json") from exc
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer of hundreds of digits: no float holds it
+        return False
 
 
 def _is_int(value: Any) -> bool:
@@ -138,10 +146,10 @@ def _is_int(value: Any) -> bool:
 def _bbox_problem(bbox: Any) -> str | None:
     """Why `bbox` is not a valid COCO [x, y, w, h] box, or None. Zero width or height is allowed."""
     if not isinstance(bbox, list | tuple) or len(bbox) != 4:
-        return f"`bbox` is {bbox!r}, expected a list [x, y, width, height] of 4 numbers"
+        return f"`bbox` is {brief(bbox)}, expected a list [x, y, width, height] of 4 numbers"
     for name, value in zip(("x", "y", "width", "height"), bbox, strict=True):
         if not _is_number(value):
-            return f"`bbox` {name} is {value!r}, expected a finite number"
+            return f"`bbox` {name} is {brief(value)}, expected a finite number"
     if bbox[2] < 0 or bbox[3] < 0:
         return f"`bbox` {list(bbox)} has a negative width or height (COCO boxes are [x, y, width, height])"
     return None
@@ -311,8 +319,8 @@ def _checked_annotations(anns: list, image_ids: set[int], category_ids: set[int]
         annotations.append(_checked_annotation(ann, f"{where}: annotations[{i}]", image_ids, category_ids))
         if annotations[-1]["id"] in annotation_ids:
             raise DatasetError(
-                f"{where}: annotations[{i}] (id {ann['id']!r}, image_id {ann['image_id']!r}): repeats annotation id "
-                f"{ann['id']}",
+                f"{where}: annotations[{i}] (id {brief(ann['id'])}, image_id {brief(ann['image_id'])}): "
+                f"repeats annotation id {brief(ann['id'])}",
                 "annotation ids must be unique",
             )
         annotation_ids.add(annotations[-1]["id"])
@@ -328,7 +336,8 @@ def _entries_with_ids(entries: list, key: str, what: str, where: str) -> tuple[l
         entry_id = entry.get("id")
         if not _is_int(entry_id):
             raise DatasetError(
-                f"{where}: {key}[{i}] has `id` {entry_id!r}, expected an integer", f"give every {what} an integer id"
+                f"{where}: {key}[{i}] has `id` {brief(entry_id)}, expected an integer",
+                f"give every {what} an integer id",
             )
         if entry_id in ids:
             raise DatasetError(f"{where}: {key}[{i}] repeats {what} id {entry_id}", f"{what} ids must be unique")
@@ -341,13 +350,13 @@ def _checked_annotation(ann: Any, at: str, image_ids: set[int], category_ids: se
     """A normalised copy of one annotation (iscrowd and area filled in); `DatasetError` names its fault."""
     if not isinstance(ann, dict):
         raise DatasetError(f"{at} is a {type(ann).__name__}, expected an object")
-    entry = f"{at} (id {ann.get('id')!r}, image_id {ann.get('image_id')!r})"
+    entry = f"{at} (id {brief(ann.get('id'))}, image_id {brief(ann.get('image_id'))})"
     for key in ("id", "image_id", "category_id", "bbox"):
         if key not in ann:
             raise DatasetError(f"{entry}: has no `{key}`", "every annotation needs id, image_id, category_id, bbox")
     for key in ("id", "image_id", "category_id"):
         if not _is_int(ann[key]):
-            raise DatasetError(f"{entry}: `{key}` is {ann[key]!r}, expected an integer")
+            raise DatasetError(f"{entry}: `{key}` is {brief(ann[key])}, expected an integer")
     if ann["image_id"] not in image_ids:
         raise DatasetError(
             f"{entry}: `image_id` {ann['image_id']} is not in `images`", "add the image or drop the annotation"
@@ -363,10 +372,14 @@ def _checked_annotation(ann: Any, at: str, image_ids: set[int], category_ids: se
     bbox = [float(v) for v in ann["bbox"]]
     area = ann.get("area", bbox[2] * bbox[3])
     if not _is_number(area) or area < 0:
-        raise DatasetError(f"{entry}: `area` is {area!r}, expected a finite number >= 0", "set area to the box's w*h")
+        raise DatasetError(
+            f"{entry}: `area` is {brief(area)}, expected a finite number >= 0", "set area to the box's w*h"
+        )
     iscrowd = ann.get("iscrowd", 0)
     if not (isinstance(iscrowd, numbers.Integral) and int(iscrowd) in (0, 1)):
-        raise DatasetError(f"{entry}: `iscrowd` is {iscrowd!r}, expected 0 or 1", "use 1 for ignore regions, else 0")
+        raise DatasetError(
+            f"{entry}: `iscrowd` is {brief(iscrowd)}, expected 0 or 1", "use 1 for ignore regions, else 0"
+        )
     return {
         **ann,
         "id": int(ann["id"]),
@@ -395,7 +408,25 @@ def validate_results(results: Any, gt: dict[str, Any], source: Path | str | None
     image_ids = {image["id"] for image in gt["images"]}
     category_ids = {category["id"] for category in gt["categories"]}
     clean = _results_fast(results, image_ids, category_ids)
-    return clean if clean is not None else _checked_results(results, image_ids, category_ids, where)
+    clean = clean if clean is not None else _checked_results(results, image_ids, category_ids, where)
+    _refuse_crowded_images(clean, where)
+    return clean
+
+
+def _refuse_crowded_images(results: list[dict[str, Any]], where: str) -> None:
+    """`PredictionError` when an image has more detections than `HARNESS_MAX_PREDICTIONS_PER_IMAGE`."""
+    most = settings().max_predictions_per_image
+    if len(results) <= most:
+        return
+    image_ids, counts = np.unique(
+        np.fromiter((r["image_id"] for r in results), np.int64, len(results)), return_counts=True
+    )
+    if counts.max() > most:
+        crowded = int(image_ids[counts.argmax()])
+        raise PredictionError(
+            f"{where}: image_id {crowded} has {int(counts.max()):,} detections, over the limit of {most:,} per image",
+            "keep the most confident detections of each image, or raise HARNESS_MAX_PREDICTIONS_PER_IMAGE",
+        )
 
 
 def _checked_results(results: list, image_ids: set[int], category_ids: set[int], where: str) -> list[dict[str, Any]]:
@@ -404,7 +435,7 @@ def _checked_results(results: list, image_ids: set[int], category_ids: set[int],
     for i, det in enumerate(results):
         if not isinstance(det, dict):
             raise PredictionError(f"{where}: result {i} is a {type(det).__name__}, expected an object")
-        entry = f"{where}: result {i} (image_id {det.get('image_id')!r})"
+        entry = f"{where}: result {i} (image_id {brief(det.get('image_id'))})"
         missing = [key for key in ("image_id", "category_id", "bbox", "score") if key not in det]
         if missing:
             raise PredictionError(
@@ -414,19 +445,20 @@ def _checked_results(results: list, image_ids: set[int], category_ids: set[int],
         image_id, category_id = det["image_id"], det["category_id"]
         if not _is_int(image_id) or image_id not in image_ids:
             hint = "use the integer ids of the ground truth's images"
-            if isinstance(image_id, str) and image_id.strip().lstrip("-").isdigit() and int(image_id) in image_ids:
-                hint = f"image ids are integers: write {int(image_id)}, not {image_id!r}"
-            raise PredictionError(f"{entry}: `image_id` {image_id!r} is not an image of the ground truth", hint)
+            digits = isinstance(image_id, str) and len(image_id) < 20 and image_id.strip().lstrip("-").isdigit()
+            if digits and int(image_id) in image_ids:
+                hint = f"image ids are integers: write {int(image_id)}, not {brief(image_id)}"
+            raise PredictionError(f"{entry}: `image_id` {brief(image_id)} is not an image of the ground truth", hint)
         if not _is_int(category_id) or category_id not in category_ids:
             raise PredictionError(
-                f"{entry}: `category_id` {category_id!r} is not a category of the ground truth",
-                f"use one of the category ids {sorted(category_ids)}",
+                f"{entry}: `category_id` {brief(category_id)} is not a category of the ground truth",
+                f"use one of the category ids {brief(sorted(category_ids))}",
             )
         problem = _bbox_problem(det["bbox"])
         if problem:
             raise PredictionError(f"{entry}: {problem}", "write boxes as [x, y, width, height] in pixels")
         if not _is_number(det["score"]):
-            raise PredictionError(f"{entry}: `score` is {det['score']!r}, expected a finite number")
+            raise PredictionError(f"{entry}: `score` is {brief(det['score'])}, expected a finite number")
         clean.append(
             {
                 "image_id": int(image_id),
@@ -454,7 +486,7 @@ def detections_to_coco(
         if id_map is not None:
             if sample_id not in id_map:
                 raise PredictionError(
-                    f"sample id {sample_id!r} is not an image of the ground truth",
+                    f"sample id {brief(sample_id)} is not an image of the ground truth",
                     "predictions must come from the split this ground truth belongs to",
                 )
             image_id = id_map[sample_id]
@@ -463,7 +495,7 @@ def detections_to_coco(
                 image_id = int(sample_id)
             except ValueError as exc:
                 raise PredictionError(
-                    f"sample id {sample_id!r} is not an integer COCO image id",
+                    f"sample id {brief(sample_id)} is not an integer COCO image id",
                     "pass the ground truth to map ids",
                 ) from exc
         boxes = np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4)
@@ -472,7 +504,7 @@ def detections_to_coco(
         labels = np.asarray(record.labels).reshape(-1).tolist()
         if not (len(xywh) == len(scores) == len(labels)):
             raise PredictionError(
-                f"sample {sample_id!r}: {len(xywh)} boxes, {len(scores)} scores, {len(labels)} labels differ"
+                f"sample {brief(sample_id)}: {len(xywh)} boxes, {len(scores)} scores, {len(labels)} labels differ"
             )
         results.extend(
             {"image_id": image_id, "category_id": int(label), "bbox": bbox, "score": score}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from harness.config import submissions_dir
 from harness.errors import RuleViolation, SubmissionError
 from harness.fs import publish_dir
 from harness.service.check import check
-from harness.submission import content_hash, copy_source, install, read_manifest
+from harness.submission import Manifest, content_hash, copy_source, install, read_manifest
 
 
 @dataclass
@@ -30,7 +31,13 @@ class SubmitResult:
 def submit(path: Path, store: Any = None, runner: str | None = None) -> list[SubmitResult]:
     """Check, then store an immutable content-hashed copy, queued for evaluation. Same content again is
     recognised and not duplicated. Nothing is stored if any entry point fails its check. A server taking
-    strangers' submissions checks them with `runner="docker"`."""
+    strangers' submissions checks them with `runner="docker"`. A name another project owns is refused before
+    anything runs (`refuse_taken_names`)."""
+    from harness.store import open_store
+
+    store = store or open_store()
+    manifest = read_manifest(path)
+    refuse_taken_names(store, manifest, list(manifest.entry_points))
     reports = check(path, runner=runner)
     bad = [r for r in reports if not r.ok]
     if bad:
@@ -52,11 +59,12 @@ def store_submission(
 
     store = store or open_store()
     manifest = read_manifest(path)
+    names = list(entries or (reports.keys() if reports else manifest.entry_points))
+    refuse_taken_names(store, manifest, names)
     digest = content_hash(manifest.path)
     stored = submissions_dir() / digest
     publish_dir(stored, lambda staging: copy_source(manifest.path, staging))
     site = install(stored, digest)
-    names = list(entries or (reports.keys() if reports else manifest.entry_points))
     results = []
     for name in names:
         report = (reports or {}).get(name)
@@ -78,3 +86,26 @@ def store_submission(
         )
         results.append(SubmitResult(row.id, row.name, row.track, digest, created, str(stored)))
     return results
+
+
+def _distribution(name: str) -> str:
+    """A distribution name as packaging compares them (PEP 503): `My_Model` and `my-model` are one project."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def refuse_taken_names(store: Any, manifest: Manifest, names: Sequence[str]) -> None:
+    """Refuse to store `names` for `manifest`'s project where another project owns one: a submission name belongs
+    to the project (its distribution name) that first stored it, and only that project may store new versions
+    under it; otherwise a stranger's model would take over the name's leaderboard row. The one place that decides
+    who may use a name."""
+    for name in names:
+        stored = store.submissions(names=[name])
+        if not stored:
+            continue
+        owner = stored[0].project
+        if _distribution(owner) != _distribution(manifest.project):
+            raise SubmissionError(
+                f"{manifest.path}: the submission name `{name}` belongs to the project `{owner}`, "
+                f"not to `{manifest.project}`",
+                'choose another entry-point name in [project.entry-points."harness.submissions"]',
+            )
