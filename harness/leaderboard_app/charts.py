@@ -23,8 +23,15 @@ FRONT_OPACITY = 1.0
 DOMINATED_OPACITY = 0.35
 MAX_LABELS = 8  # names on the front's points only while they stay legible; the hover and tables have them
 LOG_SPREAD = 10.0  # a log axis once the values span more than this factor
-PANEL_WIDTH = 440  # pixels per panel of a side-by-side chart (Vega-Lite sizes concatenated views only so)
 PANEL_HEIGHT = 420
+# A front label runs from its point towards the middle of the plot, at most this many pixels: half of the plot
+# area of a panel in a half-width column of a 1280 px window (about 155 px) is wider, so no label reaches an axis.
+LABEL_LIMIT_PX = 130
+LABEL_OFFSET_PX = 8  # between a point and its label, horizontally
+# Pixels between the outermost points and the plot's edges (a Vega scale's padding widens its domain), so that a
+# point is not drawn over an axis and the label above the topmost point stays inside the plot.
+SCALE_PADDING_PX = 20
+CHART_MARGIN_PX = 10
 
 Spec = dict[str, Any]
 
@@ -82,21 +89,36 @@ def front_labels(front: pd.DataFrame) -> list[str]:
     return labels
 
 
-def trade_off(
-    entries: pd.DataFrame,
-    on_front: np.ndarray,
-    cost_column: str,
-    cost_title: str,
-    metric: str,
-    cost_format: str | None = None,
-    name: str | None = None,
-) -> Spec:
-    """Primary metric against one cost: the front (entries nothing beats, `on_front`) as red points joined by
-    a step line, the dominated entries faded; every point's hover names its run. `entries` are ranked
-    standings rows with a finite positive cost and a value. Layers and datasets are named `<name>_dominated`,
-    `<name>_front`, ... (`name` defaults to the cost column), so that panels can be put side by side."""
-    name = name or cost_column
-    points = pd.DataFrame(
+def label_sides(costs: np.ndarray | pd.Series, every_cost: np.ndarray | pd.Series, log: bool) -> np.ndarray:
+    """True for the points (`costs`) in the left half of the x range of all the chart's points (`every_cost`):
+    their labels run to the right, away from the y axis; False for the right half, whose labels run to the
+    left, away from the plot's right edge. Halves of the scale's own space (logarithms on a log axis)."""
+    scale = np.log if log else np.asarray
+    position = scale(np.asarray(costs, dtype=float))
+    extent = scale(np.asarray(every_cost, dtype=float))
+    if len(extent) == 0 or extent.max() <= extent.min():
+        return np.ones(len(position), dtype=bool)
+    return position <= (extent.min() + extent.max()) / 2
+
+
+def _label_layers(name: str, x: Spec, y: Spec) -> list[Spec]:
+    """The front's names: one layer for labels that start at their point, one for labels that end there,
+    each shortened to LABEL_LIMIT_PX (the hover has the whole name)."""
+    mark = {"type": "text", "dy": -12, "fontSize": 11, "color": "#333333", "limit": LABEL_LIMIT_PX}
+    return [
+        {
+            "name": f"{name}_front_labels{suffix}",
+            "data": {"name": f"{name}_labels{suffix}"},
+            "mark": {**mark, "align": align, "dx": dx},
+            "encoding": {"x": x, "y": y, "text": {"field": "label"}},
+        }
+        for suffix, align, dx in (("", "left", LABEL_OFFSET_PX), ("_end", "right", -LABEL_OFFSET_PX))
+    ]
+
+
+def _trade_off_points(entries: pd.DataFrame, cost_column: str) -> pd.DataFrame:
+    """One row per entry: where it is drawn (`cost`, `value`) and what its hover says."""
+    return pd.DataFrame(
         {
             "cost": entries[cost_column].to_numpy(dtype=float),
             "value": entries["primary_value"].to_numpy(dtype=float),
@@ -111,17 +133,41 @@ def trade_off(
             "noisy": entries["noisy"].fillna(False).astype(bool).to_numpy(),
         }
     )
+
+
+def trade_off(
+    entries: pd.DataFrame,
+    on_front: np.ndarray,
+    cost_column: str,
+    cost_title: str,
+    metric: str,
+    cost_format: str | None = None,
+    name: str | None = None,
+    value_domain: tuple[float, float] | None = None,
+) -> Spec:
+    """Primary metric against one cost: the front (entries nothing beats, `on_front`) as red points joined by
+    a step line, the dominated entries faded; every point's hover names its run. `entries` are ranked
+    standings rows with a finite positive cost and a value. Layers and datasets are named `<name>_dominated`,
+    `<name>_front`, ... (`name` defaults to the cost column). The chart is as wide as its container;
+    `value_domain` fixes the y scale, so that panels side by side share it."""
+    name = name or cost_column
+    points = _trade_off_points(entries, cost_column)
     front = points[on_front].sort_values("cost", kind="stable").reset_index(drop=True)
     front["label"] = front_labels(front) if len(front) <= MAX_LABELS else ""
     dominated = points[~on_front].reset_index(drop=True)
+    log = wide_spread(points["cost"])
     x = {
         "field": "cost",
         "type": "quantitative",
         "title": cost_title,
-        "scale": {"type": "log"} if wide_spread(points["cost"]) else {"zero": False},
+        "scale": {"type": "log"} if log else {"zero": False},
         **({"axis": {"format": cost_format}} if cost_format else {}),
     }
-    y = {"field": "value", "type": "quantitative", "title": metric, "scale": {"zero": False}}
+    x["scale"]["padding"] = SCALE_PADDING_PX
+    y_scale: Spec = {"zero": False, "padding": SCALE_PADDING_PX}
+    if value_domain is not None and value_domain[0] < value_domain[1]:
+        y_scale["domain"] = [float(value_domain[0]), float(value_domain[1])]
+    y = {"field": "value", "type": "quantitative", "title": metric, "scale": y_scale}
     legend = {
         "scale": {"domain": ["Pareto front", "dominated"], "range": [FRONT_COLOUR, FADED_COLOUR]},
         "legend": {"orient": "bottom", "title": None, "symbolOpacity": 1},
@@ -146,37 +192,24 @@ def trade_off(
             "encoding": {"x": x, "y": y, "color": {"datum": "Pareto front", **legend}, "tooltip": _tooltip(metric)},
         },
     ]
-    if len(front) <= MAX_LABELS:
-        layers.append(
-            {
-                "name": f"{name}_front_labels",
-                "data": {"name": f"{name}_front"},
-                "mark": {"type": "text", "dy": -12, "fontSize": 11, "color": "#333333"},
-                "encoding": {"x": x, "y": y, "text": {"field": "label"}},
-            }
-        )
     datasets = {f"{name}_dominated": dominated, f"{name}_front": front}
+    if len(front) <= MAX_LABELS:
+        layers.extend(_label_layers(name, x, y))
+        labelled = front[front["label"] != ""]
+        starts = label_sides(labelled["cost"], points["cost"], log)
+        datasets[f"{name}_labels"] = labelled[starts].reset_index(drop=True)
+        datasets[f"{name}_labels_end"] = labelled[~starts].reset_index(drop=True)
     return {
         **_base(PANEL_HEIGHT),
+        "width": "container",
+        # Only the width fits the container (the plot keeps its height, axes and legend below it); padding
+        # included, so that axis labels and titles stay inside the container too.
+        "autosize": {"type": "fit-x", "contains": "padding"},
+        # Vega sizes the view by its estimate of the text's extent, which the browser's fonts exceed by a few
+        # pixels (the y axis title, the chart title): a margin keeps them inside the container.
+        "padding": dict.fromkeys(("left", "top", "right", "bottom"), CHART_MARGIN_PX),
         "title": f"{metric} vs {cost_title.split(' ')[0]}",
         "layer": layers,
-        "datasets": datasets,
-    }
-
-
-def side_by_side(panels: list[Spec], width: int = PANEL_WIDTH) -> Spec:
-    """Panels (such as `trade_off`'s) drawn as ONE Vega view: each panel keeps its x scale, the y scale and
-    the colour legend are shared. One view instead of one chart per panel: in the browser every chart pays
-    its own set-up (docs/BENCHMARKS.md)."""
-    datasets: dict[str, pd.DataFrame] = {}
-    views = []
-    for panel in panels:
-        datasets.update(panel["datasets"])
-        views.append({k: v for k, v in panel.items() if k not in ("datasets", "config")} | {"width": width})
-    return {
-        "hconcat": views,
-        "resolve": {"scale": {"x": "independent", "y": "shared", "color": "shared"}},
-        **copy.deepcopy(_RENDERING),
         "datasets": datasets,
     }
 

@@ -3,6 +3,7 @@ empty-store message, and the column layout of run tables."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ import streamlit as st
 
 from harness.config import db_url
 from harness.leaderboard_app import ranking
+from harness.leaderboard_app.literal import literal
 from harness.leaderboard_app.picker import picker
 from harness.leaderboard_app.table import COLUMN_HELP, table_data
 from harness.store import queries
@@ -144,7 +146,7 @@ def sidebar() -> None:
         st.session_state["track"] = picker("Track", labels, st.session_state["track"], key="track_picker")
     if st.sidebar.button("Refresh", help=f"Results are cached for {CACHE_TTL_S} s; this reads the store again."):
         st.cache_data.clear()
-    st.sidebar.caption(f"Store: `{queries.store_label(db_url())}` (read-only)")
+    st.sidebar.caption(f"Store: {literal(queries.store_label(db_url()))} (read-only)")
 
 
 def _busiest_track(cards: dict[str, TrackCard]) -> str:
@@ -164,7 +166,7 @@ def board() -> Board:
     try:
         counts = track_versions(url)
     except queries.StoreMissing as exc:
-        _empty_store(card, f"There is no store yet ({exc}).")
+        _empty_store(card, f"There is no store yet ({literal(exc)}).")
         st.stop()
     mine = counts[counts["track"] == card.name]
     current_ok = mine[(mine["track_version"] == card.version) & (mine["status"] == "ok")]["runs"].sum()
@@ -173,7 +175,7 @@ def board() -> Board:
             _empty_store(card, "The store holds no runs yet.")
         else:
             other = mine[mine["track_version"] != card.version]
-            reason = f"The store holds no finished run of {card.key}."
+            reason = f"The store holds no finished run of {literal(card.key)}."
             if not other.empty:
                 versions = ", ".join(f"v{v}" for v in sorted(other["track_version"].unique()))
                 reason += (
@@ -188,8 +190,8 @@ def board() -> Board:
 def _empty_store(card: TrackCard, reason: str) -> None:
     st.info(reason)
     st.markdown("Evaluate submissions to fill it, then refresh this page:")
-    st.code(f"harness submit ./my_model\nharness evaluate --track {card.name}", language="bash")
-    st.caption(f"Store: `{queries.store_label(db_url())}` (set with `harness serve --db URL` or HARNESS_DB_URL)")
+    st.code(f"harness submit ./my_model\nharness evaluate --track {shlex.quote(card.name)}", language="bash")
+    st.caption(f"Store: {literal(queries.store_label(db_url()))} (set with `harness serve --db URL` or HARNESS_DB_URL)")
 
 
 def fmt(value: Any, spec: str = ",.0f", missing: str = "-") -> str:

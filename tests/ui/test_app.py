@@ -17,6 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from harness.leaderboard_app import APP_SCRIPT
+from harness.leaderboard_app.literal import literal
 from harness.leaderboard_app.ranking import pareto_mask
 from harness.tracks import get_card
 from tests.conftest import run_cli
@@ -131,7 +132,7 @@ def test_track_picker_switches_the_track_on_every_page(leaderboard_env):
     for track in ("small-object", "text-detection"):
         card = get_card(track)
         _pick_track(at, track)
-        assert at.title[0].value == card.title and _picker(at)["value"] == track
+        assert at.title[0].value == literal(card.title) and _picker(at)["value"] == track
         expected = _cli_standings(leaderboard_env, track)
         assert expected, f"the seed produced no ok run of {track}"
         hardware = _open_filters(at).selectbox(key="standings_hardware").value
@@ -141,7 +142,7 @@ def test_track_picker_switches_the_track_on_every_page(leaderboard_env):
         assert {f"metric:{name}" for name in card.metrics} <= set(table)
     # The choice is kept when the reader moves to another page, and the picker still shows it there.
     at.switch_page("views/pareto.py").run()
-    assert not at.exception and f"Track {get_card('text-detection').key}" in at.caption[0].value
+    assert not at.exception and f"Track {literal(get_card('text-detection').key)}" in at.caption[0].value
     assert _picker(at)["value"] == "text-detection"
     # A choice no longer offered (a track retired since the reader picked it) keeps the track shown.
     _pick_track(at, "retired-track")
@@ -155,7 +156,7 @@ def test_track_from_the_link(leaderboard_env):
     at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT_S)
     at.query_params["track"] = "small-object"
     at.run()
-    assert not at.exception and at.title[0].value == get_card("small-object").title
+    assert not at.exception and at.title[0].value == literal(get_card("small-object").title)
     assert _picker(at)["value"] == "small-object"
     at = AppTest.from_file(str(APP_SCRIPT), default_timeout=TIMEOUT_S)
     at.query_params["track"] = "no-such-track"
@@ -210,9 +211,10 @@ def test_budgets_and_filters_rerank(leaderboard_env):
 def test_pareto_page_highlights_the_front(leaderboard_env):
     at = open_app("pareto")
     standings = _table(open_app(), "standings_table")
-    spec, data = _vega(at, "pareto_charts")
-    assert [view["title"] for view in spec["hconcat"]] == ["top1 vs latency", "top1 vs MACs"]
-    layers = {layer["name"]: layer for view in spec["hconcat"] for layer in view["layer"]}
+    (spec, data), (macs_spec, macs_data) = _vega(at, "pareto_latency_ms_chart"), _vega(at, "pareto_macs_chart")
+    assert [spec["title"], macs_spec["title"]] == ["top1 vs latency", "top1 vs MACs"]
+    layers = {layer["name"]: layer for view in (spec, macs_spec) for layer in view["layer"]}
+    data = {**data, **macs_data}
     by_run = standings.set_index("run_id")
     for cost in ("latency_ms", "macs"):
         front, dominated = data[f"{cost}_front"], data[f"{cost}_dominated"]
@@ -375,7 +377,7 @@ def test_runs_of_another_track_version_are_never_ranked(leaderboard_env, tmp_pat
         at = open_app(page)
         assert not at.dataframe and not at.get("vega_lite_chart") and not _tables(at)
         (info,) = at.info
-        assert f"no finished run of classification@v{current + 1}" in info.value
+        assert f"no finished run of {literal(f'classification@v{current + 1}')}" in info.value
         assert f"(v{current})" in info.value and "never ranked with the current one" in info.value
 
 
@@ -402,7 +404,7 @@ def test_choices_no_longer_offered_fall_back(leaderboard_env):
     at.session_state["standings_kept"] = {"hardware": "not a machine", "variants": ["not-a-variant"]}
     at.run()
     assert not at.exception and _table(at, "standings_table").iloc[0]["run_id"] == best["run_id"]
-    assert any(f"entries on {hardware}" in m.value for m in at.markdown)
+    assert any(f"entries on {literal(hardware)}" in m.value for m in at.markdown)
     at.session_state["submission_name"] = "not-a-submission"
     at.session_state["submission_hardware"] = "not a machine"
     at.switch_page("views/submission.py").run()

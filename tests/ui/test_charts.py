@@ -48,7 +48,8 @@ def test_trade_off_splits_front_and_dominated():
     for name in ("lat_dominated", "lat_front"):
         fields = {t["field"] for t in layers[name]["encoding"]["tooltip"]}
         assert {"entry", "run_id", "rank", "value", "latency_ms", "macs", "params", "noisy"} <= fields
-    assert layers["lat_dominated"]["encoding"]["x"]["scale"] == {"zero": False}, "1..4 ms spans less than 10x"
+    x_scale = layers["lat_dominated"]["encoding"]["x"]["scale"]
+    assert x_scale == {"zero": False, "padding": charts.SCALE_PADDING_PX}, "1..4 ms spans less than 10x"
     assert spec["config"]["aria"] is False and spec["title"] == "top1 vs latency"
 
 
@@ -58,22 +59,33 @@ def test_trade_off_log_axis_and_labels_only_while_legible():
     values = [0.1 * (i + 1) for i in range(n)]  # each dearer entry is better: all on the front
     spec = charts.trade_off(_entries(costs, values), np.ones(n, bool), "latency_ms", "latency", "top1", "~s")
     layers = _layers(spec)
-    assert layers["latency_ms_front"]["encoding"]["x"]["scale"] == {"type": "log"}
+    assert layers["latency_ms_front"]["encoding"]["x"]["scale"] == {"type": "log", "padding": charts.SCALE_PADDING_PX}
     assert layers["latency_ms_front"]["encoding"]["x"]["axis"] == {"format": "~s"}
     assert "latency_ms_front_labels" not in layers and set(spec["datasets"]["latency_ms_front"]["label"]) == {""}
     assert len(spec["datasets"]["latency_ms_dominated"]) == 0
 
 
-def test_side_by_side_is_one_view_of_the_panels():
-    entries = _entries([1.0, 2.0], [0.5, 0.9])
-    panels = [charts.trade_off(entries, np.array([True, True]), cost, cost, "top1") for cost in ("latency_ms", "macs")]
-    spec = charts.side_by_side(panels, width=300)
-    assert [view["title"] for view in spec["hconcat"]] == ["top1 vs latency_ms", "top1 vs macs"]
-    assert all(view["width"] == 300 and "datasets" not in view for view in spec["hconcat"])
-    assert sorted(spec["datasets"]) == ["latency_ms_dominated", "latency_ms_front", "macs_dominated", "macs_front"]
-    assert list(spec["datasets"]["macs_front"]["cost"]) == [1e6, 2e6]
-    assert spec["resolve"]["scale"]["x"] == "independent" and spec["resolve"]["scale"]["y"] == "shared"
+def test_trade_off_fits_its_container_and_keeps_labels_clear_of_the_axes():
+    entries = _entries([1.0, 2.0, 4.0, 3.0], [0.5, 0.7, 0.9, 0.6])
+    on_front = np.array([True, True, True, False])
+    spec = charts.trade_off(entries, on_front, "latency_ms", "latency", "top1", value_domain=(0.4, 0.95))
+    assert spec["width"] == "container" and spec["autosize"] == {"type": "fit-x", "contains": "padding"}
+    layers = _layers(spec)
+    assert layers["latency_ms_front"]["encoding"]["y"]["scale"]["domain"] == [0.4, 0.95], "panels share the y scale"
+    # Points in the left half of the x range (all points: 1..4 ms) are named to their right, the others to their
+    # left, each name at most LABEL_LIMIT_PX long.
+    start, end = layers["latency_ms_front_labels"], layers["latency_ms_front_labels_end"]
+    assert (start["mark"]["align"], end["mark"]["align"]) == ("left", "right")
+    assert start["mark"]["dx"] > 0 > end["mark"]["dx"] and start["mark"]["limit"] == charts.LABEL_LIMIT_PX
+    assert list(spec["datasets"]["latency_ms_labels"]["label"]) == ["s0@fp32", "s1@fp32"]
+    assert list(spec["datasets"]["latency_ms_labels_end"]["label"]) == ["s2@fp32"]
     assert spec["usermeta"]["embedOptions"]["renderer"] == "svg"
+
+
+def test_label_sides_halve_the_scale():
+    assert list(charts.label_sides([1.0, 2.5, 3.0], [1.0, 4.0], log=False)) == [True, True, False]
+    assert list(charts.label_sides([1.0, 9.0, 11.0], [1.0, 100.0], log=True)) == [True, True, False]
+    assert list(charts.label_sides([2.0], [2.0], log=False)) == [True], "a single point is named to its right"
 
 
 def test_front_labels_share_one_spot():

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from harness.leaderboard_app import charts, common
+from harness.leaderboard_app.literal import literal
 from harness.leaderboard_app.ranking import metric_columns, order
 
 board = common.board()
@@ -33,12 +34,13 @@ b = finished[finished["run_id"] == run_b].iloc[0]
 
 if a["track_version"] != b["track_version"]:
     st.warning(
-        f"Run A is of {card.name}@v{a['track_version']}, run B of {card.name}@v{b['track_version']}: their scores are "
-        "not comparable and are never ranked together."
+        f"Run A is of {literal(card.name)}@v{a['track_version']}, run B of {literal(card.name)}@v{b['track_version']}: "
+        "their scores are not comparable and are never ranked together."
     )
 if a["hardware_class"] != b["hardware_class"]:
     st.warning(
-        f"The runs were made on different hardware classes ({a['hardware_class']} vs {b['hardware_class']}): "
+        f"The runs were made on different hardware classes ({literal(a['hardware_class'])} vs "
+        f"{literal(b['hardware_class'])}): "
         "their latencies are not comparable."
     )
 

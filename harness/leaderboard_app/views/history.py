@@ -4,12 +4,13 @@ with every `ok` run as a faded point and the runs that set a new best listed."""
 import streamlit as st
 
 from harness.leaderboard_app import charts, common
+from harness.leaderboard_app.literal import literal
 from harness.leaderboard_app.ranking import best_over_time
 
 board = common.board()
 card = board.card
 st.title("Best score over time")
-st.caption(f"Track {card.key} · every finished `ok` run of this version, in the order the runs finished")
+st.caption(f"Track {literal(card.key)} · every finished `ok` run of this version, in the order the runs finished")
 
 finished = common.runs(
     board.url, card.name, track_version=card.version, macs_key=board.macs_key, latency_kind=card.ranked_latency

@@ -8,17 +8,18 @@ first, and Streamlit loads a widget's or the data grid's code only when a page s
 import streamlit as st
 
 from harness.leaderboard_app import common, ranking
+from harness.leaderboard_app.literal import literal
 from harness.leaderboard_app.ranking import Budget
 from harness.leaderboard_app.table import standings_table
 
 board = common.board()
 card = board.card
-st.title(f"{card.title}")
+st.title(literal(card.title))
 direction = "higher" if card.higher_is_better else "lower"
 st.caption(
-    f"Board: {board.key.describe()} · ranked by {card.primary_metric} ({direction} is better), then by the "
-    f"{card.ranked_latency} latency · runs of another track version, dataset or profile are not ranked here · "
-    "≈ leader: its 95 % interval overlaps the leader's, the gap may be chance"
+    f"Board: {literal(board.key.describe())} · ranked by {literal(card.primary_metric)} ({direction} is better), "
+    f"then by the {card.ranked_latency} latency · runs of another track version, dataset or profile are not ranked "
+    "here · ≈ leader: its 95 % interval overlaps the leader's, the gap may be chance"
 )
 
 entries = common.standings(board.url, board.key, board.macs_key, card.metrics)
@@ -87,12 +88,12 @@ shown, any_noisy, table = common.standings_view(
     board.url, card, card.key, hardware, tuple(kept["variants"]), kept["noisy"], budget
 )
 in_class = int((entries["hardware_class"] == hardware).sum())
-summary = f"{shown} of {in_class} entries on {hardware}"
+summary = f"{shown} of {in_class} entries on {literal(hardware)}"
 if budget != Budget():
     summary += " within the budget"
 active = []
 if set(kept["variants"]) != set(variant_options):
-    active.append("variants " + ", ".join(kept["variants"]) if kept["variants"] else "no variant")
+    active.append("variants " + ", ".join(map(literal, kept["variants"])) if kept["variants"] else "no variant")
 if not kept["noisy"]:
     active.append("noisy runs hidden")
 if kept["macs_m"] is not None:

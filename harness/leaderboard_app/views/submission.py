@@ -1,10 +1,13 @@
 """Submission page: one submission's variants in one table with the change against fp32, their latency
 distributions from the stored samples, the machines they ran on, and the log tail of failed runs."""
 
+import shlex
+
 import pandas as pd
 import streamlit as st
 
 from harness.leaderboard_app import charts, common
+from harness.leaderboard_app.literal import literal
 from harness.leaderboard_app.ranking import order, variant_changes
 
 LOG_TAIL_LINES = 40
@@ -18,14 +21,14 @@ names = list(dict.fromkeys([*entries["submission"], *stored["submission"]]))
 wanted = st.query_params.get("submission") if "submission_name" not in st.session_state else None
 common.keep_choice("submission_name", names, wanted if wanted in names else names[0])
 name = st.selectbox("Submission", names, key="submission_name")
-st.title(name)
+st.title(literal(name))
 
 versions = stored[stored["submission"] == name]
 latest_content = versions.iloc[-1]
 st.caption(
-    f"project {latest_content['project']} · entry point `{latest_content['entry_point']}` · content "
-    f"{latest_content['content_hash'][:12]} · submitted {latest_content['created_at']:%Y-%m-%d %H:%M} · "
-    f"declared variants: {', '.join(latest_content['variants'] or ['fp32'])}"
+    f"project {literal(latest_content['project'])} · entry point {literal(latest_content['entry_point'])} · "
+    f"content {literal(latest_content['content_hash'][:12])} · submitted {latest_content['created_at']:%Y-%m-%d %H:%M}"
+    f" · declared variants: {', '.join(map(literal, latest_content['variants'] or ['fp32']))}"
     + (f" · {len(versions)} stored contents" if len(versions) > 1 else "")
 )
 
@@ -35,9 +38,10 @@ all_runs = common.runs(
 runs = all_runs[all_runs["track_version"] == card.version]
 other_versions = len(all_runs) - len(runs)
 if other_versions:
-    st.caption(f"{other_versions} run(s) of other versions of {card.name} are not shown.")
+    st.caption(f"{other_versions} run(s) of other versions of {literal(card.name)} are not shown.")
 if runs.empty:
-    st.info(f"No finished run of {name} on {card.key} yet: `harness evaluate --track {card.name} --submission {name}`")
+    st.info(f"No finished run of {literal(name)} on {literal(card.key)} yet:")
+    st.code(f"harness evaluate --track {shlex.quote(card.name)} --submission {shlex.quote(name)}", language="bash")
     st.stop()
 
 hardware = common.hardware_picker(runs, key="submission_hardware")
@@ -104,6 +108,7 @@ st.subheader(f"Failed runs ({len(failed)})")
 if failed.empty:
     st.caption("Every run of this submission on this hardware class finished `ok`.")
 for row in failed.itertuples():
-    with st.expander(f"#{row.run_id} [{row.variant}] {row.status}: {row.error or 'no reason stored'}"):
+    reason = row.error or "no reason stored"
+    with st.expander(f"#{row.run_id} {literal(f'[{row.variant}] {row.status}: {reason}')}"):
         tail = "\n".join((row.log_tail or "").splitlines()[-LOG_TAIL_LINES:])
         st.code(tail or "(the run left no log)", language="text")
