@@ -119,6 +119,9 @@ class Settings:
         "HARNESS_RAY_INNER", _text, None, "the runner inside a Ray task: local, docker or module:Class"
     )
     ray_files: str = _setting("HARNESS_RAY_FILES", _text, "auto", "how Ray tasks get their files: auto, ship, shared")
+    run_lease_s: float = _setting(
+        "HARNESS_RUN_LEASE_S", _positive(float), 120.0, "seconds a claimed run stays claimed without a heartbeat"
+    )
     # Limits on files strangers write (predictions, ground truth, results files, submissions): refused before
     # they cost memory or time (harness/formats/limits.py).
     max_json_bytes: int = _setting(

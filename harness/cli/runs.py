@@ -1,4 +1,5 @@
-"""`harness show`, `harness compare` and `harness export`: stored runs, side by side, to files."""
+"""`harness show`, `harness compare` and `harness export`: stored runs, side by side, to files; `harness runs stuck`
+and `harness runs release`: running runs, their leases, and giving up one whose evaluator is gone."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import typer
 
 from harness.cli.render import JsonOpt, app, emit_json, fmt_bytes, make_console, writable_file
 from harness.errors import HarnessError
+
+runs_app = typer.Typer(help="Running runs and their leases: list the stuck ones, release one.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 
 
 @app.command()
@@ -122,3 +126,53 @@ def export(
         emit_json({"output": str(output), "runs": count})
         return
     typer.echo(f"wrote {count} run(s) to {output}")
+
+
+@runs_app.command("stuck")
+def runs_stuck(as_json: JsonOpt = False) -> None:
+    """Running runs with their leases: the evaluator holding each (host, pid), its last heartbeat, the expiry."""
+    from rich.table import Table
+
+    from harness.service.leases import stuck_runs
+    from harness.store import open_store
+
+    rows = stuck_runs(open_store())
+    if as_json:
+        emit_json(rows)
+        return
+    console = make_console()
+    if not rows:
+        console.print("no running runs", markup=False)
+        return
+    table = Table(title="running runs")
+    for column in ("run", "submission", "variant", "track", "attempt", "held by", "heartbeat", "lease"):
+        table.add_column(column)
+    for r in rows:
+        left = r["expires_in_s"]
+        lease = "expired" if r["lease"] == "expired" else f"live, {left:.0f} s left"
+        heartbeat = (r["heartbeat_at"] or "never")[:19].replace("T", " ")
+        holder = f"{r['host']} pid {r['pid']} ({(r['owner'] or '?')[:8]})"
+        table.add_row(
+            str(r["run_id"]), r["submission"], r["variant"], r["track"], str(r["attempt"]), holder, heartbeat, lease
+        )
+    console.print(table)
+
+
+@runs_app.command("release")
+def runs_release(
+    run_id: Annotated[int, typer.Argument(help="Run id (see `harness runs stuck`).")],
+    reason: Annotated[str, typer.Option(help="Why it is released (stored with the run).")] = "released by an operator",
+    force: Annotated[
+        bool, typer.Option("--force", help="Release it even though its lease is live (its evaluator's result is lost).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give up a running run: it is marked released with the reason, and the next `evaluate` runs it again."""
+    from harness.service.leases import release
+    from harness.store import open_store
+
+    released = release(open_store(), run_id, reason, force=force)
+    if as_json:
+        emit_json(released)
+        return
+    typer.echo(f"run {run_id} released ({reason}); the next `harness evaluate` of its track runs it again")

@@ -1,5 +1,9 @@
 """The local runner: the ingestion step as a child process on this machine. It trusts the submission's code:
-there is no isolation beyond a process (use `--runner docker` for code you did not write)."""
+there is no isolation beyond a process (use `--runner docker` for code you did not write).
+
+The step runs in a process group of its own, on a leash (`harness.runners.leash`): the group is killed on a
+timeout, on Ctrl-C or SIGTERM of the evaluator, and by the leash when the evaluator dies any other way (SIGKILL
+included), so no submission keeps running, or writing its output folder, after the evaluator is gone."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import time
 from pathlib import Path
 
 from harness.runners.base import LOG_TAIL_CHARS, BaseRunner, IngestResult, StepExit, classify
+from harness.runners.leash import leashed
 from harness.sandbox.job import IngestJob
 
 # Variables the child must not inherit: it has no business knowing where the store or hidden data live.
@@ -33,7 +38,7 @@ class LocalRunner(BaseRunner):
         with tempfile.TemporaryFile() as log:
             start = time.monotonic()
             proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.sandbox.driver", str(job_file)],
+                leashed([sys.executable, "-m", "harness.sandbox.driver", str(job_file)]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -47,7 +52,7 @@ class LocalRunner(BaseRunner):
                 timed_out = True
                 _kill_group(proc)
             except BaseException:
-                _kill_group(proc)  # Ctrl-C: never leave the submission running
+                _kill_group(proc)  # Ctrl-C or SIGTERM: never leave the submission running
                 raise
             wall = time.monotonic() - start
             log.seek(0, os.SEEK_END)

@@ -1,11 +1,12 @@
 """`evaluate`: run the queued (or named) submissions of a track, one run per (submission, variant).
 
 Three steps, each its own function: `plan` resolves names and prepares everything the runs share (card, data
-checked against its pin, runner, machine, jobs to run); `execute` claims each job's run in the store, hands the
-jobs to the runner and stores what comes back; `score` turns one ingestion result into the run's outcome
-(output verified on the host, predictions scored against the hidden ground truth). The runner sees jobs
-lazily: a runner that runs one job at a time claims the next only when it is ready for it, so concurrent
-evaluators share a queue; a runner that runs many at once (Ray) claims them all up front.
+checked against its pin, runner, machine, jobs to run); `execute` claims each job's run in the store under a
+lease it keeps renewing (`harness.service.leases`), hands the jobs to the runner and stores what comes back;
+`score` turns one ingestion result into the run's outcome (output verified on the host, predictions scored
+against the hidden ground truth). The runner sees jobs lazily: a runner that runs one job at a time claims the
+next only when it is ready for it, so concurrent evaluators share a queue; a runner that runs many at once
+(Ray) claims them all up front.
 """
 
 from __future__ import annotations
@@ -176,13 +177,51 @@ def _todo(
 
 def execute(plan: Plan, store: Any, progress: Progress = _noop) -> list[dict[str, Any]]:
     """Claim, run, score and store each planned job. The service alone writes the store; a job the runner lost
-    goes back to the queue, and so does every unfinished claim on Ctrl-C or a harness bug."""
+    goes back to the queue, and so does every unfinished claim on Ctrl-C, SIGTERM or a harness bug. Claims are
+    held under one lease, renewed by a heartbeat while this runs; a result is stored only while it holds."""
+    from harness.service.leases import Heartbeat, sigterm_unwinds
+    from harness.store.repo import Lease, LeaseLost
+
     card = plan.card
+    _announce(plan, progress)
+    lease = Lease.new()
+    pending: dict[int, tuple[Any, str, IngestJob]] = {}
+    results: list[dict[str, Any]] = []
+    with sigterm_unwinds(), Heartbeat(store, lease):
+        try:
+            jobs = _claimed_jobs(plan, store, progress, pending, lease)
+            for run_id, result in plan.runner.run_many(jobs, plan.time_limit_s):
+                submission, variant, job = pending[run_id]  # released on an interrupt until it is stored
+                skip = {"submission": submission.name, "variant": variant}
+                if isinstance(result, Exception):
+                    store.release_run(run_id, lease)
+                    del pending[run_id]
+                    reason = f"lost by the {plan.runner.name} runner ({type(result).__name__}); queued again"
+                    progress("skip", {**skip, "reason": reason})
+                    continue
+                try:
+                    store.finish_run(run_id, score(plan, job, result), lease)
+                except LeaseLost as exc:
+                    del pending[run_id]
+                    progress("skip", {**skip, "reason": f"{exc.message}; {exc.hint}"})
+                    continue
+                del pending[run_id]
+                record = run_record(store.get_run(run_id), higher_is_better=card.higher_is_better)
+                results.append(record)
+                progress("done", record)
+        except BaseException:
+            for run_id in pending:
+                store.release_run(run_id, lease)
+            raise
+    return results
+
+
+def _announce(plan: Plan, progress: Progress) -> None:
     progress(
         "start",
         {
             "jobs": len(plan.todo),
-            "track": card.key,
+            "track": plan.card.key,
             "dataset": plan.dataset,
             "profile": plan.profile,
             "hardware_class": plan.hardware_class,
@@ -194,33 +233,18 @@ def execute(plan: Plan, store: Any, progress: Progress = _noop) -> list[dict[str
             "use --runner docker for submissions you did not write"
         )
         progress("warning", {"message": message})
-    pending: dict[int, tuple[Any, str, IngestJob]] = {}
-    results: list[dict[str, Any]] = []
-    try:
-        for run_id, result in plan.runner.run_many(_claimed_jobs(plan, store, progress, pending), plan.time_limit_s):
-            submission, variant, job = pending.pop(run_id)
-            if isinstance(result, Exception):
-                store.release_run(run_id)
-                reason = f"lost by the {plan.runner.name} runner ({type(result).__name__}); queued again"
-                progress("skip", {"submission": submission.name, "variant": variant, "reason": reason})
-                continue
-            store.finish_run(run_id, score(plan, job, result))
-            record = run_record(store.get_run(run_id), higher_is_better=card.higher_is_better)
-            results.append(record)
-            progress("done", record)
-    except BaseException:
-        for run_id in pending:
-            store.release_run(run_id)
-        raise
-    return results
 
 
-def _claimed_jobs(plan: Plan, store: Any, progress: Progress, pending: dict) -> Iterator[tuple[int, IngestJob]]:
+def _claimed_jobs(
+    plan: Plan, store: Any, progress: Progress, pending: dict, lease: Any
+) -> Iterator[tuple[int, IngestJob]]:
     """The planned jobs whose runs this evaluator claims, as the runner asks for them."""
+    from harness.service.leases import holder_reason
+
     for submission, variant in plan.todo:
-        claimed = claim(plan, store, submission, variant)
-        if claimed is None:
-            progress("skip", {"submission": submission.name, "variant": variant, "reason": "already evaluated"})
+        claimed = claim(plan, store, submission, variant, lease)
+        if not isinstance(claimed, tuple):
+            progress("skip", {"submission": submission.name, "variant": variant, "reason": holder_reason(claimed)})
             continue
         run_id, job = claimed
         pending[run_id] = (submission, variant, job)
@@ -228,8 +252,9 @@ def _claimed_jobs(plan: Plan, store: Any, progress: Progress, pending: dict) -> 
         yield run_id, job
 
 
-def claim(plan: Plan, store: Any, submission: Any, variant: str) -> tuple[int, IngestJob] | None:
-    """Claim the run of one (submission, variant) and build its ingestion job; None when done elsewhere."""
+def claim(plan: Plan, store: Any, submission: Any, variant: str, lease: Any) -> tuple[int, IngestJob] | Any:
+    """Claim the run of one (submission, variant) under `lease` and build its ingestion job; when the run is
+    finished or another evaluator's lease on it is live, the stored row that stands in the way."""
     from harness.store.repo import idempotency_key
 
     card = plan.card
@@ -240,8 +265,9 @@ def claim(plan: Plan, store: Any, submission: Any, variant: str) -> tuple[int, I
     ]  # fmt: skip
     if plan.force:
         key_parts.append(time.time_ns())
-    run_id = store.claim_run(
+    claimed = store.claim(
         idempotency_key(*key_parts),
+        lease,
         submission_id=submission.id,
         variant=variant,
         track=card.name,
@@ -257,15 +283,17 @@ def claim(plan: Plan, store: Any, submission: Any, variant: str) -> tuple[int, I
         scorer_version=plan.kind.scorer_version,
         primary_metric=card.primary_metric,
     )
-    if run_id is None:
-        return None
+    if claimed.run_id is None:
+        return claimed.holder
+    run_id = claimed.run_id
     try:
-        out_dir = settings().runs_dir / str(run_id)
+        # Each attempt writes a folder of its own: an earlier attempt's orphan never writes into this one's.
+        out_dir = settings().runs_dir / str(run_id) / f"attempt-{claimed.attempt}"
         if out_dir.exists():
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True)
     except BaseException:
-        store.release_run(run_id)
+        store.release_run(run_id, lease)
         raise
     job = IngestJob(
         mode="evaluate",

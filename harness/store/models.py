@@ -85,7 +85,8 @@ class Run(Base):
     device: Mapped[str] = mapped_column(String(50))
     profile: Mapped[str] = mapped_column(String(20))
     runner: Mapped[str] = mapped_column(String(20))
-    status: Mapped[str] = mapped_column(String(20), index=True)  # running | ok | failed | unavailable
+    # running | ok | failed | unavailable | released (an operator gave up a stuck run: evaluated again)
+    status: Mapped[str] = mapped_column(String(20), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     hardware_class: Mapped[str] = mapped_column(String(300))
     environment_id: Mapped[int | None] = mapped_column(ForeignKey("environments.id"))
@@ -103,7 +104,12 @@ class Run(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # timings, crosscheck, dtypes, peak memory
     log_tail: Mapped[str | None] = mapped_column(Text)
     host: Mapped[str] = mapped_column(String(200))
-    pid: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int] = mapped_column(Integer)  # for the operator only: liveness is the lease, never a pid
+    # A running run's lease: the evaluator holding it, its last heartbeat, when it runs out (migration 0004).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # evaluators that took it
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 

@@ -2,8 +2,11 @@
 
 A run row is inserted as `running` before the submission is executed (its idempotency key is unique, so two
 evaluators never run the same job twice) and completed with its metrics and latency rows in a single
-transaction, so a reader never sees a half-written run. An interrupted evaluation deletes its claim; a claim
-left by a killed process is reclaimed once its process is gone.
+transaction, so a reader never sees a half-written run. A claim is a lease (`Lease`): its evaluator renews it
+while it works; an interrupted evaluation deletes its claim; a claim whose lease ran out (its evaluator was
+killed, or hangs) is taken over by the next evaluator as a new attempt of the same run, and an operator may
+release a stuck one (`release_stuck`). Every write of a claim's evaluator is conditional on still holding its
+lease, so an evaluator that lost it can never overwrite the run.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import fcntl
 import hashlib
 import os
 import socket
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, delete, event, func, inspect, select
+from sqlalchemy import create_engine, delete, event, func, inspect, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -61,6 +65,46 @@ class RunOutcome:
     environment: dict[str, Any] | None = None
     details: dict[str, Any] | None = None
     log_tail: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One evaluator's hold on the runs it claims: a token of its own, and how long a claim lasts unheard."""
+
+    owner: str
+    seconds: float
+
+    @classmethod
+    def new(cls, seconds: float | None = None) -> Lease:
+        from harness.config import settings
+
+        return cls(uuid.uuid4().hex, seconds if seconds is not None else settings().run_lease_s)
+
+    def expiry(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.seconds)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `Store.claim` got: the run and its attempt number, or (run_id None) the row that stands in the way."""
+
+    run_id: int | None
+    attempt: int = 0
+    holder: Run | None = field(default=None, compare=False)  # a live claim, or the finished run
+
+
+class LeaseLost(StoreError):
+    """The evaluator no longer holds the run it worked on: its result is not stored."""
+
+
+_process_lease: Lease | None = None
+
+
+def _default_lease() -> Lease:
+    global _process_lease
+    if _process_lease is None:
+        _process_lease = Lease.new()
+    return _process_lease
 
 
 class Store:
@@ -162,53 +206,116 @@ class Store:
 
     # Runs ----------------------------------------------------------------------------------------------
 
-    def claim_run(self, key: str, **fields: Any) -> int | None:
-        """Insert a `running` row with this idempotency key; None when the job is done or being done."""
+    def claim_run(self, key: str, lease: Lease | None = None, **fields: Any) -> int | None:
+        """The id of the run this claims (`claim`), or None when the job is done or being done."""
+        return self.claim(key, lease or _default_lease(), **fields).run_id
+
+    def claim(self, key: str, lease: Lease, **fields: Any) -> Claim:
+        """Claim the run with this idempotency key under `lease`: a new `running` row, or the takeover of one
+        whose lease expired (or that an operator released) as its next attempt. A live claim or a finished run
+        is left alone and returned as the holder."""
         with self.session() as s:
             existing = s.scalar(select(Run).where(Run.idempotency_key == key))
-            if existing is not None:
-                if existing.status != "running" or not _claim_is_stale(existing):
-                    return None
-                s.delete(existing)
-                s.flush()
-        try:
-            with self.session() as s:
-                row = Run(
-                    idempotency_key=key,
-                    status="running",
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    **fields,
+        now = utcnow()
+        if existing is None:
+            try:
+                with self.session() as s:
+                    row = Run(idempotency_key=key, status="running", **_lease_values(lease, now), **fields)
+                    s.add(row)
+                    s.flush()
+                    return Claim(row.id, 1)
+            except IntegrityError:
+                return self.claim(key, lease, **fields)  # another evaluator claimed it between check and insert
+        if existing.status == "running" and lease_is_live(existing, now):
+            return Claim(None, holder=existing)
+        if existing.status not in ("running", "released"):
+            return Claim(None, holder=existing)
+        taken_over = (
+            update(Run)
+            .where(
+                Run.id == existing.id,
+                Run.status == existing.status,
+                Run.attempt == existing.attempt,
+                or_(Run.lease_expires_at.is_(None), Run.lease_expires_at <= now),
+            )
+            .values(
+                status="running",
+                error=None,
+                finished_at=None,
+                attempt=existing.attempt + 1,
+                **_lease_values(lease, now),
+                **fields,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with self.session() as s:
+            if s.execute(taken_over).rowcount == 1:
+                return Claim(existing.id, existing.attempt + 1)
+        return self.claim(key, lease, **fields)  # another evaluator took it over first: see who holds it now
+
+    def renew_leases(self, lease: Lease) -> int:
+        """The heartbeat: extend every running claim of this lease's owner; returns how many it holds."""
+        now = utcnow()
+        renew = (
+            update(Run)
+            .where(Run.lease_owner == lease.owner, Run.status == "running")
+            .values(heartbeat_at=now, lease_expires_at=lease.expiry(now))
+            .execution_options(synchronize_session=False)
+        )
+        with self.session() as s:
+            return s.execute(renew).rowcount
+
+    def release_run(self, run_id: int, lease: Lease | None = None) -> None:
+        """Forget a claim (interrupted evaluation): the job is queued again. With a lease: only while it holds."""
+        condition = [Run.id == run_id, Run.status == "running"]
+        if lease is not None:
+            condition.append(Run.lease_owner == lease.owner)
+        with self.session() as s:
+            s.execute(delete(Run).where(*condition))
+
+    def release_stuck(self, run_id: int, reason: str, force: bool = False) -> bool:
+        """An operator gives up a running run: it becomes `released` (with the reason) and the next `evaluate`
+        runs it again. Refused (False) while its lease is live, unless forced, or when it is not running."""
+        now = utcnow()
+        condition = [Run.id == run_id, Run.status == "running"]
+        if not force:
+            condition.append(or_(Run.lease_expires_at.is_(None), Run.lease_expires_at <= now))
+        release = (
+            update(Run)
+            .where(*condition)
+            .values(status="released", error=f"[released] {reason}", finished_at=now, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        with self.session() as s:
+            return s.execute(release).rowcount == 1
+
+    def finish_run(self, run_id: int, outcome: RunOutcome, lease: Lease | None = None) -> None:
+        """Store a claimed run's outcome in one transaction, only while it is still running (and, with a lease,
+        still held by it): an evaluator whose claim was released or taken over raises `LeaseLost`."""
+        condition = [Run.id == run_id, Run.status == "running"]
+        if lease is not None:
+            condition.append(Run.lease_owner == lease.owner)
+        values: dict[str, Any] = {
+            "status": outcome.status,
+            "error": outcome.error,
+            "primary_value": outcome.primary_value,
+            "log_tail": outcome.log_tail,
+            "details": outcome.details,
+            "finished_at": utcnow(),
+            "lease_expires_at": None,
+        }
+        if outcome.primary_interval is not None:
+            values["primary_ci_low"], values["primary_ci_high"] = (float(v) for v in outcome.primary_interval)
+        for name in ("params", "bytes", "macs", "macs_std") if outcome.complexity else ():
+            values[name] = outcome.complexity.get(name)
+        finish = update(Run).where(*condition).values(**values).execution_options(synchronize_session=False)
+        with self.session() as s:
+            if s.execute(finish).rowcount != 1:  # the conditional write comes first: it takes the write lock
+                raise LeaseLost(
+                    f"run {run_id} is no longer this evaluator's (released, or taken over after its lease expired)",
+                    "its result was not stored; `harness runs stuck` shows who holds the run now",
                 )
-                s.add(row)
-                s.flush()
-                return row.id
-        except IntegrityError:
-            return None  # another evaluator claimed it between our check and insert
-
-    def release_run(self, run_id: int) -> None:
-        """Forget a claim (interrupted evaluation): the job is queued again."""
-        with self.session() as s:
-            s.execute(delete(Run).where(Run.id == run_id, Run.status == "running"))
-
-    def finish_run(self, run_id: int, outcome: RunOutcome) -> None:
-        with self.session() as s:
             run = s.get(Run, run_id)
-            if run is None:
-                raise StoreError(f"run {run_id} vanished from the store while it was evaluated")
-            run.status = outcome.status
-            run.error = outcome.error
-            run.primary_value = outcome.primary_value
-            if outcome.primary_interval is not None:
-                run.primary_ci_low, run.primary_ci_high = (float(v) for v in outcome.primary_interval)
-            run.log_tail = outcome.log_tail
-            run.details = outcome.details
-            run.finished_at = utcnow()
-            if outcome.complexity:
-                run.params = outcome.complexity.get("params")
-                run.bytes = outcome.complexity.get("bytes")
-                run.macs = outcome.complexity.get("macs")
-                run.macs_std = outcome.complexity.get("macs_std")
             if outcome.environment:
                 run.environment_id = self._environment_id(s, outcome.environment, run.hardware_class)
             for name, value in (outcome.metrics or {}).items():
@@ -411,16 +518,20 @@ def latency_samples(row: LatencySummaryRow) -> np.ndarray:
     return np.frombuffer(row.samples, dtype="<f4").astype(np.float64)
 
 
-def _claim_is_stale(run: Run) -> bool:
-    if run.host == socket.gethostname():
-        try:
-            os.kill(run.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    return utcnow() - run.started_at > timedelta(hours=6)
+def lease_is_live(run: Run, now: datetime | None = None) -> bool:
+    """Whether a claim's lease still runs (a claim made before leases existed has none: expired)."""
+    return run.lease_expires_at is not None and run.lease_expires_at > (now or utcnow())
+
+
+def _lease_values(lease: Lease, now: datetime) -> dict[str, Any]:
+    return {
+        "lease_owner": lease.owner,
+        "heartbeat_at": now,
+        "lease_expires_at": lease.expiry(now),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started_at": now,
+    }
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from harness.store.models import Run, utcnow
-from harness.store.repo import RunOutcome, Store, idempotency_key, latency_samples
+from harness.store.repo import Lease, RunOutcome, Store, idempotency_key, latency_samples
 
 pytestmark = pytest.mark.postgres
 
@@ -41,9 +40,10 @@ def _submission(store: Store, name: str = "tiny") -> int:
     return row.id
 
 
-def _claim(store: Store, key: str, submission_id: int, variant: str = "fp32") -> int | None:
+def _claim(store: Store, key: str, submission_id: int, variant: str = "fp32", lease: Lease | None = None) -> int | None:
     return store.claim_run(
         key,
+        lease,
         submission_id=submission_id,
         variant=variant,
         track="classification",
@@ -87,7 +87,7 @@ def test_migrations_and_types_round_trip(pg_url):
     store = Store(pg_url)
     assert store.engine.dialect.name == "postgresql"
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
         sizes = conn.execute(
             text(
                 "SELECT table_name, column_name, data_type FROM information_schema.columns "
@@ -145,30 +145,27 @@ def test_one_claim_wins_among_concurrent_claimers(pg_url):
     assert len(store.runs()) == 1
 
 
-def test_stale_claims_are_reclaimed_and_live_ones_are_not(pg_url):
+def test_expired_claims_are_taken_over_and_live_ones_are_not(pg_url):
     store = Store(pg_url)
     sub_id = _submission(store)
 
     live = _claim(store, idempotency_key("live"), sub_id)
     assert live is not None
-    assert _claim(store, idempotency_key("live"), sub_id) is None, "our own process is alive: the claim holds"
+    assert _claim(store, idempotency_key("live"), sub_id, lease=Lease.new()) is None, "its lease is live"
 
-    dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = _claim(store, idempotency_key("dead"), sub_id)
-    far = _claim(store, idempotency_key("far"), sub_id)
+    legacy = _claim(store, idempotency_key("legacy"), sub_id)
     with store.session() as s:
-        s.get(Run, dead).pid = int(dead_pid.stdout)  # a process on this host that has exited
-        far_row = s.get(Run, far)
-        far_row.host = "another-host-" + socket.gethostname()
-        far_row.started_at = utcnow() - timedelta(hours=7)  # past the 6 h limit for claims of other hosts
-    again_dead = _claim(store, idempotency_key("dead"), sub_id)
-    again_far = _claim(store, idempotency_key("far"), sub_id)
-    assert again_dead is not None and again_dead != dead
-    assert again_far is not None and again_far != far
-    assert sorted(r.id for r in store.runs()) == sorted([live, again_dead, again_far])
+        s.get(Run, dead).lease_expires_at = utcnow() - timedelta(seconds=1)  # its evaluator stopped renewing
+        s.get(Run, legacy).lease_expires_at = None  # claimed before leases existed
+    again_dead = _claim(store, idempotency_key("dead"), sub_id, lease=Lease.new())
+    again_legacy = _claim(store, idempotency_key("legacy"), sub_id, lease=Lease.new())
+    assert again_dead == dead and again_legacy == legacy, "taken over as the next attempt of the same run"
+    assert store.get_run(dead).attempt == 2
+    assert sorted(r.id for r in store.runs()) == sorted([live, dead, legacy])
 
     store.finish_run(again_dead, RunOutcome(status="failed", error="[run] boom"))
-    assert _claim(store, idempotency_key("dead"), sub_id) is None, "a finished run is never claimed again"
+    assert _claim(store, idempotency_key("dead"), sub_id, lease=Lease.new()) is None, "a finished run stays"
 
 
 def test_processes_migrate_a_fresh_database_at_once(pg_url):
@@ -222,17 +219,16 @@ def test_one_claimer_wins_a_stale_claim_among_concurrent_reclaimers(pg_url):
     sub_id = _submission(store)
     key = idempotency_key("stale-contended")
     stale = _claim(store, key, sub_id)
-    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     with store.session() as s:
-        s.get(Run, stale).pid = int(exited.stdout)
+        s.get(Run, stale).lease_expires_at = utcnow() - timedelta(seconds=1)
     barrier = threading.Barrier(8)
 
     def reclaim(_: int) -> int | None:
         barrier.wait()
-        return _claim(store, key, sub_id)
+        return _claim(store, key, sub_id, lease=Lease.new())
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         claims = list(pool.map(reclaim, range(8)))
     winners = [c for c in claims if c is not None]
-    assert len(winners) == 1 and winners[0] != stale
+    assert winners == [stale] and store.get_run(stale).attempt == 2
     assert [r.id for r in store.runs()] == winners

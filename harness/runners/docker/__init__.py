@@ -5,13 +5,16 @@ its frames and the log (`session`), stops the container at its time limit or on 
 how the step ended (`harness.runners.base.classify`), and hands back the phase markers as the host timed
 them, for `harness.verify`'s timing check. A sandbox that docker cannot start at all raises `HarnessError`:
 that is a fault of the set-up, not of the submission, and the queue should stop rather than fail every run.
-The isolation is described in `command`; docker/README.md says how to build the image.
+The isolation is described in `command`; docker/README.md says how to build the image. The `docker run` client
+runs on a leash (`harness.runners.leash`): when the evaluator dies, even by SIGKILL, the container is removed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -33,6 +36,7 @@ from harness.runners.docker.command import (
     run_argv,
 )
 from harness.runners.docker.session import SessionRecord, read_frames, read_log
+from harness.runners.leash import leashed
 from harness.sandbox.job import IngestJob
 
 MIB = 1 << 20
@@ -91,7 +95,16 @@ class DockerRunner(BaseRunner):
         self, argv: list[str], name: str, out_dir: Path, time_limit_s: float, session: SessionRecord
     ) -> None:
         session.started = time.monotonic()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # On a leash: should the evaluator die (SIGKILL included), the leash removes the container, which would
+        # otherwise outlive its `docker run` client, and kills the client.
+        cleanup = [self.docker, "rm", "--force", "--volumes", name]
+        proc = subprocess.Popen(
+            leashed(argv, cleanup),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         readers = [
             threading.Thread(
                 target=read_frames, args=(proc.stdout, session, out_dir, self.limits.output_bytes), daemon=True
@@ -113,8 +126,8 @@ class DockerRunner(BaseRunner):
                 quiet([self.docker, "kill", name])
             proc.wait(timeout=120)
         except BaseException:
-            quiet([self.docker, "kill", name])  # Ctrl-C: never leave the submission running
-            proc.kill()
+            quiet([self.docker, "kill", name])  # Ctrl-C or SIGTERM: never leave the submission running
+            _kill_group(proc)
             raise
         finally:
             for reader in readers:
@@ -151,6 +164,15 @@ class DockerRunner(BaseRunner):
         result.marks = marks
         result.host_timings = _host_timings(session, delay)
         return result
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """The leash and the `docker run` client under it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def _lost(session: SessionRecord) -> str | None:

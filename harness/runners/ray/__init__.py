@@ -9,8 +9,13 @@ runner. A task whose worker process or node dies is retried by Ray (`max_retries
 claimed run once, whatever the number of attempts.
 
 Inside a task the step runs under an *attempt process* (`python -m harness.runners.ray.worker ATTEMPT.json`)
-that dies with the Ray worker (Linux parent-death signal) and then kills the ingestion step: a lost worker
-never leaves a submission running beside the retry.
+that dies with the Ray worker (Linux parent-death signal) and then kills the ingestion step (on its leash,
+`harness.runners.leash`): a lost worker never leaves a submission running beside the retry. When the driver
+(`harness evaluate`) dies, even by SIGKILL: a local instance it started dies with it (Ray ties its processes to
+the driver), and with the workers the attempt processes and their ingestion steps (seen here: only Ray's own
+dashboard and runtime-env agents lingered); on a cluster it joined, Ray ends the dead driver's tasks and their
+workers (Ray's behaviour, not tested here). Either way the runs' leases expire and the next `evaluate` takes them
+over.
 
 Options (keyword arguments, or the settings of `harness.config` read on the driver):
 
