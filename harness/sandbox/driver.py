@@ -102,15 +102,16 @@ OTHER_THREADS_FLOOR_S = 0.002  # ... beyond this (with one intra-op thread, an h
 
 
 def hidden_work(measured: Any) -> None:
-    """Refuse a predictor whose traced calls ran their work on other threads, where no tracer sees MACs or
-    weights: with one intra-op thread, an honest model computes in the thread that calls `predict`."""
+    """Refuse a predictor whose traced calls ran their work on other threads or in other processes, where no
+    tracer sees MACs or weights: with one intra-op thread, an honest model computes in the thread that calls
+    `predict`."""
     other, own = measured.other_threads_cpu_s, measured.own_cpu_s
     if other > OTHER_THREADS_SHARE * (own + other) + OTHER_THREADS_FLOOR_S:
         raise StageError(
             "complexity",
-            f"predict ran most of its work on other threads ({other * 1000:.1f} ms of CPU time there, "
-            f"{own * 1000:.1f} ms in the calling thread); the harness counts MACs and weights in the calling "
-            "thread: compute in the thread that calls predict",
+            f"predict ran most of its work on other threads or processes ({other * 1000:.1f} ms of CPU time "
+            f"there, {own * 1000:.1f} ms in the calling thread); the harness counts MACs and weights in the "
+            "calling thread: compute in the thread that calls predict",
         )
 
 
