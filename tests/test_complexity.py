@@ -249,3 +249,42 @@ def test_a_parameter_free_model_is_refused(harness_env, tmp_path):
     assert any("below min_params 1" in v for v in report["violations"])
     refused = run_cli("submit", str(sub), env=harness_env)
     assert refused.returncode == 2 and "below min_params 1" in refused.stderr
+
+
+MEMORISED = """
+    import hashlib
+
+    import torchvision
+    from harness.contract import wrap_classifier
+    from harness.sandbox.images import synthetic_image
+
+    # The image MACs are counted on at 224x224 is public: answer it from a table made in advance.
+    KNOWN = synthetic_image(224, 224)
+
+
+    def key(image):
+        return hashlib.sha256(image.tobytes()).hexdigest()
+
+
+    def build(ctx):
+        predictor = wrap_classifier(torchvision.models.mobilenet_v2(weights=None), resize=None)
+        table = {key(KNOWN): predictor.predict([KNOWN])[0]}
+        honest = predictor.predict
+
+        def predict(images):
+            if all(key(image) in table for image in images):
+                return [table[key(image)] for image in images]
+            return honest(images)
+
+        predictor.predict = predict
+        return predictor
+"""
+
+
+def test_a_model_that_answers_the_counted_image_from_memory_is_refused(harness_env, tmp_path):
+    sub = make_submission(tmp_path, "memorised", module_body=MEMORISED)
+    result = run_cli("check", str(sub), "--input-size", "224", env=harness_env)
+    assert result.returncode != 0
+    assert "[complexity]" in result.stdout + result.stderr
+    assert "answers known inputs from memory" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr

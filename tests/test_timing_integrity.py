@@ -107,6 +107,34 @@ CHEATS = {
             def postprocess(self, raw, images):
                 return super().postprocess(raw.result(), images)
     """,
+    # Runs the network in a worker process started at build and waits for its answer.
+    "other_process": """
+        import multiprocessing
+
+        def serve(conn, state):
+            torch.set_num_threads(1)
+            net = Net()
+            net.load_state_dict(state)
+            net.eval()
+            while True:
+                x = conn.recv()
+                with torch.inference_mode():
+                    conn.send(net(x))
+
+        class Cheat(ClassifierPredictor):
+            worker = None
+
+            def forward(self, x):
+                if Cheat.worker is None:
+                    ours, theirs = multiprocessing.get_context("fork").Pipe()
+                    process = multiprocessing.get_context("fork").Process(
+                        target=serve, args=(theirs, self.model.state_dict()), daemon=True
+                    )
+                    process.start()
+                    Cheat.worker = ours
+                Cheat.worker.send(x)
+                return Cheat.worker.recv()
+    """,
     # Returns records at once and fills their logits from a background thread.
     "background_fill": """
         class Cheat(ClassifierPredictor):
@@ -218,6 +246,7 @@ CAUGHT_BY = {
     "work_in_postprocess": "[latency]",
     "async_thread": "other threads",
     "background_fill": "other threads",
+    "other_process": "other threads or processes",
     "stale_when_rapid": "[crosscheck]",
     "detects_timer": "[crosscheck]",
     "slows_the_clock": "timers were replaced",

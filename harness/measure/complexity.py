@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -326,20 +327,59 @@ def trace_predict(predictor: Any, images: Sequence[np.ndarray]) -> Trace:
     torch.set_num_threads(1)
     try:
         with torch.inference_mode(), tracer:
+            family = family_cpu_s()
             process, own, wall = time.process_time(), time.thread_time(), time.perf_counter()
             predictor.predict(list(images))
             # A while longer, idle: work the call left running on other threads shows there.
             time.sleep(min(SETTLE_MAX_S, max(SETTLE_MIN_S, 2 * (time.perf_counter() - wall))))
             own = time.thread_time() - own
             process = time.process_time() - process
+            family = family_cpu_s() - family
     finally:
         torch.set_num_threads(threads)
         if own_forward:
             predictor.forward = forward
         else:
             del predictor.forward
-    trace.own_cpu_s, trace.other_threads_cpu_s = own, max(0.0, process - own)
+    trace.own_cpu_s, trace.other_threads_cpu_s = own, max(0.0, process - own) + max(0.0, family)
     return trace
+
+
+def family_cpu_s() -> float:
+    """CPU seconds used so far by the other processes this one started (its descendants, live ones from /proc and
+    ended ones it waited for) or shares its session with: work handed to another process is as invisible to the
+    tracer as work on another thread."""
+    me, session = os.getpid(), os.getsid(0)
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    in_session: set[int] = set()
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue  # it ended meanwhile
+        fields = data[data.rindex(b")") + 2 :].split()
+        pid = int(entry)
+        parent[pid] = int(fields[1])
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+        if int(fields[3]) == session:
+            in_session.add(pid)
+
+    def descends(pid: int) -> bool:
+        for _ in range(64):
+            pid = parent.get(pid, 0)
+            if pid == me:
+                return True
+            if pid <= 1:
+                return False
+        return False
+
+    waited = os.times()
+    return sum(t for pid, t in cpu.items() if pid in in_session or descends(pid)) + waited[2] + waited[3]
 
 
 @dataclass

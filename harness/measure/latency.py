@@ -47,6 +47,7 @@ def cuda_synchronize() -> None:
     """Wait for the whole current device with the function held by `capture_cuda_timers`."""
     capture_cuda_timers()["synchronize"]()
 
+
 CV_LIMIT = 0.02
 REPEAT_SPREAD_LIMIT = 0.03
 

@@ -87,6 +87,9 @@ def ceiling(peak: dict[str, Any], reduced_precision: bool) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or not args[1].isdigit():
+        print("usage: python -m harness.measure.peak DEVICE THREADS   (e.g. cpu 1, cuda:0 1)", file=sys.stderr)
+        return 2
     print(json.dumps(measure_peak(args[0], int(args[1]))))
     return 0
 

@@ -36,7 +36,7 @@ from harness.sandbox.passes import (
     performance_pass,
     profile_pass,
 )
-from harness.sandbox.timed import timer_snapshot, timers_replaced
+from harness.sandbox.timed import timer_snapshot, timers_replaced, unseen_image
 
 EXIT_SUBMISSION_FAULT = 3
 
@@ -102,15 +102,16 @@ OTHER_THREADS_FLOOR_S = 0.002  # ... beyond this (with one intra-op thread, an h
 
 
 def hidden_work(measured: Any) -> None:
-    """Refuse a predictor whose traced calls ran their work on other threads, where no tracer sees MACs or
-    weights: with one intra-op thread, an honest model computes in the thread that calls `predict`."""
+    """Refuse a predictor whose traced calls ran their work on other threads or in other processes, where no
+    tracer sees MACs or weights: with one intra-op thread, an honest model computes in the thread that calls
+    `predict`."""
     other, own = measured.other_threads_cpu_s, measured.own_cpu_s
     if other > OTHER_THREADS_SHARE * (own + other) + OTHER_THREADS_FLOOR_S:
         raise StageError(
             "complexity",
-            f"predict ran most of its work on other threads ({other * 1000:.1f} ms of CPU time there, "
-            f"{own * 1000:.1f} ms in the calling thread); the harness counts MACs and weights in the calling "
-            "thread: compute in the thread that calls predict",
+            f"predict ran most of its work on other threads or processes ({other * 1000:.1f} ms of CPU time "
+            f"there, {own * 1000:.1f} ms in the calling thread); the harness counts MACs and weights in the "
+            "calling thread: compute in the thread that calls predict",
         )
 
 
@@ -131,9 +132,11 @@ def count_complexity(job: IngestJob, predictor: Any) -> Architecture:
             images = [synthetic_image(*spec["size"])]
         try:
             measured = measure(predictor, images)
+            unseen = measure(predictor, [unseen_image(images, real="files" in spec)])
             outputs = predictor.predict(images[:2])
         except Exception as exc:
             raise StageError("predict", describe(exc)) from exc
+        answered_from_memory(key, measured.macs_per_image, unseen.macs_per_image[0])
         if found.output_error is None:
             try:
                 validate_outputs(job.kind, outputs, images[:2], job.num_classes, label_set(job))
@@ -152,6 +155,22 @@ def count_complexity(job: IngestJob, predictor: Any) -> Architecture:
     found.params = max((params for params, _ in weights_seen.values()), default=0)
     found.read_bytes = max((size for _, size in weights_seen.values()), default=0)
     return found
+
+
+UNSEEN_TOLERANCE = 1.5  # an unseen image may cost a data-dependent model somewhat more than the fixed ones
+
+
+def answered_from_memory(key: str, known: list[int], unseen: int) -> None:
+    """Refuse a model that computes far less on the fixed images MACs are counted on (which anyone can know in
+    advance) than on an image nobody can have seen: it answers known inputs from memory, and its count would
+    be a dodge. The count reported is the fixed images' (reproducible); this only checks it."""
+    if unseen > UNSEEN_TOLERANCE * max(known) + 1000:
+        raise StageError(
+            "complexity",
+            f"predict computed {unseen:,} MACs on an image it cannot have seen before but {max(known):,} on the "
+            f"{key} image(s) MACs are counted on: a model that answers known inputs from memory cannot be "
+            "measured; compute every input",
+        )
 
 
 def apply_job_variant(job: IngestJob, predictor: Any, index: dict | None, checked: list, info: dict) -> Any:

@@ -50,43 +50,70 @@ class TimedInputs:
         """A batch of images nobody can predict: mosaics of pool images, with fresh noise."""
         batch = []
         for _ in range(self.batch_size):
-            image = self.mosaic()
-            noise = self.rng.integers(-NOISE, NOISE + 1, image.shape, dtype=np.int16)
-            batch.append(np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8))
+            batch.append(with_noise(self.mosaic(), self.rng))
         self.made += 1
         return batch
 
-    def _pick(self) -> np.ndarray:
-        image = self.pool[int(self.rng.integers(len(self.pool)))]
-        return image[:, ::-1] if self.rng.random() < 0.5 else image
-
     def mosaic(self) -> np.ndarray:
-        """A pool image (its size, so the work per image stays that of the split) whose other three quadrants,
-        split at a random point, are cut from other pool images at random offsets: no region of it matches an
-        image seen before, so neither an exact nor a near-duplicate cache of answers can hit."""
-        base = self._pick()
-        out = base.copy()
-        height, width = base.shape[:2]
-        cy = int(self.rng.integers(height // 4, 3 * height // 4 + 1))
-        cx = int(self.rng.integers(width // 4, 3 * width // 4 + 1))
-        for y0, y1, x0, x1 in ((0, cy, cx, width), (cy, height, 0, cx), (cy, height, cx, width)):
-            source = self._pick()
-            h, w = y1 - y0, x1 - x0
-            if h == 0 or w == 0 or source.shape[2:] != base.shape[2:]:
-                continue
-            if source.shape[0] < h or source.shape[1] < w:  # a smaller image: repeat it to cover the region
-                reps = (-(-h // source.shape[0]), -(-w // source.shape[1])) + (1,) * (source.ndim - 2)
-                source = np.tile(source, reps)
-            oy = int(self.rng.integers(source.shape[0] - h + 1))
-            ox = int(self.rng.integers(source.shape[1] - w + 1))
-            out[y0:y1, x0:x1] = source[oy : oy + h, ox : ox + w]
-        return out
+        return mosaic(self.pool, self.rng)
 
     def keep(self, kept: list, last: bool = False) -> bool:
         """Whether to keep the call that just returned: at random, and the last one if none was."""
         if len(kept) >= KEEP_MAX:
             return False
         return (last and not kept) or bool(self.rng.random() < KEEP_PROBABILITY)
+
+
+def with_noise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.integers(-NOISE, NOISE + 1, image.shape, dtype=np.int16)
+    return np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def _pick(pool: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    image = pool[int(rng.integers(len(pool)))]
+    return image[:, ::-1] if rng.random() < 0.5 else image
+
+
+def mosaic(pool: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """A pool image (its size, so the work per image stays that of the split) whose other three quadrants, split
+    at a random point, are cut from other pool images at random offsets: no region of it matches an image seen
+    before, so neither an exact nor a near-duplicate cache of answers can hit."""
+    base = _pick(pool, rng)
+    out = base.copy()
+    height, width = base.shape[:2]
+    cy = int(rng.integers(height // 4, 3 * height // 4 + 1))
+    cx = int(rng.integers(width // 4, 3 * width // 4 + 1))
+    for y0, y1, x0, x1 in ((0, cy, cx, width), (cy, height, 0, cx), (cy, height, cx, width)):
+        source = _pick(pool, rng)
+        h, w = y1 - y0, x1 - x0
+        if h == 0 or w == 0 or source.shape[2:] != base.shape[2:]:
+            continue
+        if source.shape[0] < h or source.shape[1] < w:  # a smaller image: repeat it to cover the region
+            reps = (-(-h // source.shape[0]), -(-w // source.shape[1])) + (1,) * (source.ndim - 2)
+            source = np.tile(source, reps)
+        oy = int(rng.integers(source.shape[0] - h + 1))
+        ox = int(rng.integers(source.shape[1] - w + 1))
+        out[y0:y1, x0:x1] = source[oy : oy + h, ox : ox + w]
+    return out
+
+
+def unseen_image(known: list[np.ndarray], real: bool) -> np.ndarray:
+    """An image of `known[0]`'s size that nobody can have seen: a mosaic of the `known` images when they are real
+    ones (the content stays natural for models whose work depends on it), else of random smooth patterns (a
+    noise image and its warm-up twin look alike at low resolution), with fresh noise, from an unpredictable
+    seed."""
+    rng = np.random.default_rng(int.from_bytes(os.urandom(8), "little"))
+    if real:
+        pool = list(known)
+    else:
+        shape = known[0].shape
+        pool = []
+        for _ in range(4):  # a random 4x4 grid of colours, scaled up to the size
+            grid = rng.integers(0, 256, (4, 4) + tuple(shape[2:]), dtype=np.uint8)
+            rows = np.linspace(0, 3, shape[0]).round().astype(int)
+            cols = np.linspace(0, 3, shape[1]).round().astype(int)
+            pool.append(grid[rows][:, cols])
+    return with_noise(mosaic(pool, rng), rng)
 
 
 def _tensors(tree: Any) -> list[Any]:
