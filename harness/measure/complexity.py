@@ -345,11 +345,22 @@ def trace_predict(predictor: Any, images: Sequence[np.ndarray]) -> Trace:
     return trace
 
 
+def _in_sandbox_namespace() -> bool:
+    """Whether this process runs in the docker runner's container, whose process namespace holds nothing but the
+    sandbox (its first process is the harness's supervisor)."""
+    try:
+        with open("/proc/1/cmdline", "rb") as fh:
+            return b"harness.sandbox.supervisor" in fh.read()
+    except OSError:
+        return False
+
+
 def family_cpu_s() -> float:
     """CPU seconds used so far by the other processes this one started (its descendants, live ones from /proc and
-    ended ones it waited for) or shares its session with: work handed to another process is as invisible to the
-    tracer as work on another thread."""
+    ended ones it waited for) or shares its session with, and in the docker runner's container by every other
+    process there: work handed to another process is as invisible to the tracer as work on another thread."""
     me, session = os.getpid(), os.getsid(0)
+    everything = _in_sandbox_namespace()
     tick = os.sysconf("SC_CLK_TCK")
     parent: dict[int, int] = {}
     cpu: dict[int, float] = {}
@@ -366,7 +377,7 @@ def family_cpu_s() -> float:
         pid = int(entry)
         parent[pid] = int(fields[1])
         cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
-        if int(fields[3]) == session:
+        if everything or int(fields[3]) == session:
             in_session.add(pid)
 
     def descends(pid: int) -> bool:

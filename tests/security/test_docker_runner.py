@@ -362,3 +362,60 @@ def test_the_docker_runner_catches_a_rewritten_measurements_file(docker_image, h
     assert run_cli("submit", str(sub), env=env).returncode == 0
     result = run_cli("evaluate", "--track", "classification", "--runner", "docker", "--json", env=env, timeout=900)
     assert_tampering_caught(result)
+
+
+DAEMON_CNN = """
+    import os
+    from multiprocessing.connection import Connection
+
+    import torch
+    from torch import nn
+
+    from harness.contract import ClassifierPredictor
+
+
+    def serve(net, inbox, outbox):
+        torch.set_num_threads(1)
+        while True:
+            x = inbox.recv()
+            with torch.inference_mode():
+                outbox.send(net(x))
+
+
+    def build(ctx):
+        torch.manual_seed(0)
+        net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, ctx.num_classes or 10),
+        ).eval()
+        to_daemon, from_daemon = os.pipe(), os.pipe()
+        middle = os.fork()
+        if middle == 0:  # leave the session and the process tree: setsid, then fork again and let the middle exit
+            os.setsid()
+            if os.fork() == 0:
+                serve(net, Connection(to_daemon[0], writable=False), Connection(from_daemon[1], readable=False))
+            os._exit(0)
+        os.waitpid(middle, 0)
+        send, receive = Connection(to_daemon[1], readable=False), Connection(from_daemon[0], writable=False)
+        scale = nn.Parameter(torch.ones(1))  # one weight read here, so that min_params is not what refuses it
+
+        class Daemonised(ClassifierPredictor):
+            def forward(self, x):
+                send.send(x)
+                return receive.recv() * scale
+
+        return Daemonised(nn.Identity(), (0.5,) * 3, (0.25,) * 3)
+"""
+
+
+@pytest.mark.docker
+def test_work_handed_to_a_process_outside_the_tree_is_found_in_the_sandbox(docker_image, harness_env, tmp_path):
+    """A network run by a daemon (setsid and a double fork: neither in the driver's session nor below it) is
+    invisible to the tracer; in the container every process is the sandbox's, so its CPU time counts as hidden
+    work and `check` refuses it."""
+    from tests.security.conftest import SANDBOX_ENV
+
+    sub = make_submission(tmp_path, "daemonised", module_body=DAEMON_CNN)
+    out = run_cli("check", str(sub), "--runner", "docker", env={**harness_env, **SANDBOX_ENV})
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "ran most of its work on other threads or processes" in out.stdout + out.stderr
