@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,3 +179,12 @@ def measure_peak_here(device: str, threads: int) -> dict[str, Any]:
     if proc.returncode != 0:
         raise HarnessError(f"measuring the machine's peak MACs per second failed: {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill the process group `proc` leads (a step started on a leash, with everything it started) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -8,14 +8,13 @@ included), so no submission keeps running, or writing its output folder, after t
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from harness.runners.base import LOG_TAIL_CHARS, BaseRunner, IngestResult, StepExit, classify
+from harness.runners.base import LOG_TAIL_CHARS, BaseRunner, IngestResult, StepExit, classify, kill_group
 from harness.runners.leash import leashed
 from harness.sandbox.job import IngestJob
 
@@ -50,9 +49,9 @@ class LocalRunner(BaseRunner):
                 proc.wait(timeout=time_limit_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                _kill_group(proc)
+                kill_group(proc)
             except BaseException:
-                _kill_group(proc)  # Ctrl-C or SIGTERM: never leave the submission running
+                kill_group(proc)  # Ctrl-C or SIGTERM: never leave the submission running
                 raise
             wall = time.monotonic() - start
             log.seek(0, os.SEEK_END)
@@ -61,11 +60,3 @@ class LocalRunner(BaseRunner):
             tail = log.read().decode("utf-8", "replace")
         step = StepExit(proc.returncode, timed_out=timed_out, time_limit_s=time_limit_s)
         return classify(out_dir, step, tail, wall)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()

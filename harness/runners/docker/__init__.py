@@ -12,9 +12,7 @@ runs on a leash (`harness.runners.leash`): when the evaluator dies, even by SIGK
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -24,7 +22,7 @@ from pathlib import Path
 
 from harness.config import settings
 from harness.errors import HarnessError
-from harness.runners.base import BaseRunner, IngestResult, StepExit, classify
+from harness.runners.base import BaseRunner, IngestResult, StepExit, classify, kill_group
 from harness.runners.docker.command import (
     CONTAINER_LABEL,
     DockerLimits,
@@ -127,7 +125,7 @@ class DockerRunner(BaseRunner):
             proc.wait(timeout=120)
         except BaseException:
             quiet([self.docker, "kill", name])  # Ctrl-C or SIGTERM: never leave the submission running
-            _kill_group(proc)
+            kill_group(proc)
             raise
         finally:
             for reader in readers:
@@ -164,15 +162,6 @@ class DockerRunner(BaseRunner):
         result.marks = marks
         result.host_timings = _host_timings(session, delay)
         return result
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """The leash and the `docker run` client under it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
 
 
 def _lost(session: SessionRecord) -> str | None:
