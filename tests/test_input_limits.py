@@ -24,18 +24,32 @@ HARNESS = Path(sys.executable).parent / "harness"
 GIB = 1 << 30
 
 
+# Started by a small Python process, so that the peak RSS that wait4 reports is the command's own: a child forked
+# from this (large) test process counts the parent's pages until it execs.
+SPAWN = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss * 1024))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(*args: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess, float, int]:
     """The real `harness` console script: (its result, wall seconds, its own peak RSS in bytes, from wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryDirectory() as scratch:
+        peak_file = Path(scratch) / "peak"
         started = time.perf_counter()
-        proc = subprocess.Popen([str(HARNESS), *args], stdout=out, stderr=err, env={**os.environ, **env})
-        _, status, usage = os.wait4(proc.pid, 0)
+        result = subprocess.run(
+            [sys.executable, "-c", SPAWN, str(peak_file), str(HARNESS), *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        )
         elapsed = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read().decode(), err.read().decode())
-    return result, elapsed, usage.ru_maxrss * 1024
+        peak = int(peak_file.read_text())
+    return result, elapsed, peak
 
 
 def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> str:

@@ -44,7 +44,8 @@ def test_500_jobs_through_ray_store_500_runs(ray_cluster, pg_env, tmp_path, caps
     (recorded_run,) = evaluate("classification", variants=["fp32"], runner="local", store=local_store)
     assert recorded_run["status"] == "ok", recorded_run["error"]
     recorded = tmp_path / "recorded"
-    shutil.copytree(harness_home() / "runs" / str(recorded_run["run_id"]), recorded)
+    (attempt,) = (harness_home() / "runs" / str(recorded_run["run_id"])).glob("attempt-*")  # its output folder
+    shutil.copytree(attempt, recorded)
 
     store = Store(pg_env["HARNESS_DB_URL"])
     store_submission(folder, store)

@@ -204,9 +204,11 @@ def test_a_full_output_folder_never_reaches_the_hosts_disk(suite):
     run = suite.runs["flood_output"]
     assert "No space left on device" in run["log_tail"]
     run_dir = Path(suite.env["HARNESS_HOME"]) / "runs" / str(run["run_id"])
-    names = sorted(p.name for p in run_dir.iterdir())
+    attempts = sorted(run_dir.iterdir())  # one output folder per attempt at the run
+    assert [p.name for p in attempts] == ["attempt-1"], attempts
+    names = sorted(p.name for p in attempts[0].iterdir())
     assert "flood.npz" not in names and set(names) <= {"job.json", "predictions.npz"}, names
-    assert sum(p.stat().st_size for p in run_dir.iterdir()) < 64 << 20
+    assert sum(p.stat().st_size for p in attempts[0].iterdir()) < 64 << 20
 
 
 def test_honest_submission_in_the_same_evaluate_succeeds(suite):
