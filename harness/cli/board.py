@@ -77,10 +77,13 @@ def leaderboard(
                 str(r["run_id"]),
             )
         console.print(table)
-    console.print(
-        "≈ statistically tied with the leader (their 95% intervals overlap: the gap may be chance)\n"
-        "* noisy latency (see `harness show RUN`)"
-    )
+    legend = []
+    if any(r["tied_with_leader"] for r in rows):
+        legend.append("≈ statistically tied with the leader (their 95% intervals overlap: the gap may be chance)")
+    if any(((r["latency_e2e"] if key.latency_kind == "e2e" else r["latency"]) or {}).get("noisy") for r in rows):
+        legend.append("* noisy latency (see `harness show RUN`)")
+    if legend:
+        console.print("\n".join(legend), markup=False)
 
 
 @app.command()
