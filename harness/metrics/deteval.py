@@ -67,6 +67,7 @@ from harness.metrics.quad_geometry import (
     pair_intersection_areas,
     quad_areas,
     ratio_sign,
+    ratios,
     threshold_decisions,
 )
 from harness.metrics.text_records import ImageDet, ImageGT, PackedText, pack
@@ -135,11 +136,6 @@ class _Outcome:
     one_to_one: tuple[np.ndarray, np.ndarray]
     splits: list[tuple[int, np.ndarray]]  # (gt, dets)
     merges: list[tuple[int, np.ndarray]]  # (det, gts)
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    positive = denominator > 0
-    return np.where(positive, numerator / np.where(positive, denominator, 1.0), 0.0)
 
 
 def _sequential_sum(values: np.ndarray) -> np.float64:
@@ -338,8 +334,8 @@ def _decisions(geometry: _Geometry, params: DetEvalParams) -> tuple[np.ndarray, 
     A ratio's float error is at most its intersection's error bound over the (exact) area, plus rounding."""
     pair_gt, pair_det, intersection = geometry.pair_gt, geometry.pair_det, geometry.intersection
     gt_area, det_area = geometry.gt_area[pair_gt], geometry.det_area[pair_det]
-    recall, precision = _ratio(intersection, gt_area), _ratio(intersection, det_area)
-    recall_error, precision_error = _ratio(geometry.error, gt_area), _ratio(geometry.error, det_area)
+    recall, precision = ratios(intersection, gt_area), ratios(intersection, det_area)
+    recall_error, precision_error = ratios(geometry.error, gt_area), ratios(geometry.error, det_area)
     recall_signs, precision_signs = geometry.exact_signs("recall"), geometry.exact_signs("precision")
     tr, tp = params.area_recall, params.area_precision
     return (
@@ -355,8 +351,8 @@ def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
     geometry = _geometry(packed, form)
     pair_gt, pair_det = geometry.pair_gt, geometry.pair_det
     n_gt, n_det, n_images = len(packed.gt_quads), len(packed.det_quads), packed.images
-    recall = _ratio(geometry.intersection, geometry.gt_area[pair_gt])
-    precision = _ratio(geometry.intersection, geometry.det_area[pair_det])
+    recall = ratios(geometry.intersection, geometry.gt_area[pair_gt])
+    precision = ratios(geometry.intersection, geometry.det_area[pair_det])
     recall_passes, precision_passes, precision_over = _decisions(geometry, params)
 
     # Step 2: don't care.

@@ -40,6 +40,7 @@ from harness.metrics.quad_geometry import (
     pair_intersection_areas,
     quad_areas,
     ratio_sign,
+    ratios,
     threshold_decisions,
 )
 from harness.metrics.text_records import ImageDet, ImageGT, PackedText, pack
@@ -116,24 +117,18 @@ def _match(packed: PackedText) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     error = area_error_bounds(gt_pairs, det_pairs)
     gt_area, det_area = quad_areas(packed.gt_quads), quad_areas(packed.det_quads)
     pair_det_area = det_area[pair_det]
-    covered = _ratio(intersection, pair_det_area)
+    covered = ratios(intersection, pair_det_area)
     covered_signs = _exact_signs(packed, pair_gt, pair_det, iou=False)
-    over = threshold_decisions(covered, DONT_CARE_THRESHOLD, ">", _ratio(error, pair_det_area), covered_signs)
+    over = threshold_decisions(covered, DONT_CARE_THRESHOLD, ">", ratios(error, pair_det_area), covered_signs)
     det_dont_care = np.zeros(len(det_area), dtype=bool)
     det_dont_care[pair_det[packed.gt_dont_care[pair_gt] & over]] = True
     union = gt_area[pair_gt] + pair_det_area - intersection
-    iou = _ratio(intersection, union)
+    iou = ratios(intersection, union)
     iou_signs = _exact_signs(packed, pair_gt, pair_det, iou=True)
-    passes = threshold_decisions(iou, IOU_THRESHOLD, ">", _ratio(2.0 * error, union), iou_signs)
+    passes = threshold_decisions(iou, IOU_THRESHOLD, ">", ratios(2.0 * error, union), iou_signs)
     candidate = passes & ~packed.gt_dont_care[pair_gt] & ~det_dont_care[pair_det]
     matched_gt, matched_det = _greedy(pair_gt[candidate], pair_det[candidate], len(gt_area), len(det_area))
     return matched_gt, matched_det, det_dont_care
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, 0 where the denominator is not positive."""
-    positive = denominator > 0
-    return np.where(positive, numerator / np.where(positive, denominator, 1.0), 0.0)
 
 
 def iou_images(gt: list[ImageGT], det: list[ImageDet]) -> list[IoUImage]:

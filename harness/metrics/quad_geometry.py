@@ -378,6 +378,12 @@ def ratio_sign(numerator: Fraction, denominator: Fraction, threshold: Fraction) 
     return (ratio > threshold) - (ratio < threshold)
 
 
+def ratios(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator element-wise, 0 where the denominator is not positive (the scorers' convention)."""
+    positive = denominator > 0
+    return np.where(positive, numerator / np.where(positive, denominator, 1.0), 0.0)
+
+
 _COMPARE = {">": np.greater, ">=": np.greater_equal, "<": np.less}
 
 
