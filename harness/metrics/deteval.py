@@ -329,12 +329,13 @@ def _group_matches(
     return matched
 
 
-def _decisions(geometry: _Geometry, params: DetEvalParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pair, exactly: area recall >= tr, area precision >= tp, and area precision > tp (don't care).
-    A ratio's float error is at most its intersection's error bound over the (exact) area, plus rounding."""
-    pair_gt, pair_det, intersection = geometry.pair_gt, geometry.pair_det, geometry.intersection
-    gt_area, det_area = geometry.gt_area[pair_gt], geometry.det_area[pair_det]
-    recall, precision = ratios(intersection, gt_area), ratios(intersection, det_area)
+def _decisions(
+    geometry: _Geometry, params: DetEvalParams, recall: np.ndarray, precision: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair, exactly: area recall >= tr, area precision >= tp, and area precision > tp (don't care), from
+    the pairs' float area `recall` and `precision`. A ratio's float error is at most its intersection's error
+    bound over the (exact) area, plus rounding."""
+    gt_area, det_area = geometry.gt_area[geometry.pair_gt], geometry.det_area[geometry.pair_det]
     recall_error, precision_error = ratios(geometry.error, gt_area), ratios(geometry.error, det_area)
     recall_signs, precision_signs = geometry.exact_signs("recall"), geometry.exact_signs("precision")
     tr, tp = params.area_recall, params.area_precision
@@ -353,7 +354,7 @@ def _match(packed: PackedText, form: str, params: DetEvalParams) -> _Outcome:
     n_gt, n_det, n_images = len(packed.gt_quads), len(packed.det_quads), packed.images
     recall = ratios(geometry.intersection, geometry.gt_area[pair_gt])
     precision = ratios(geometry.intersection, geometry.det_area[pair_det])
-    recall_passes, precision_passes, precision_over = _decisions(geometry, params)
+    recall_passes, precision_passes, precision_over = _decisions(geometry, params, recall, precision)
 
     # Step 2: don't care.
     gt_cared = ~packed.gt_dont_care
