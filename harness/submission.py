@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.config import MIB, harness_home, settings
+from harness.config import MIB, settings
 from harness.errors import SubmissionError
 from harness.formats.limits import brief, clipped, read_bounded
 from harness.fs import publish_dir
@@ -218,7 +218,7 @@ def copy_source(path: Path, dest: Path) -> None:
 
 def install(path: Path, digest: str) -> Path:
     """Install the submission into `$HARNESS_HOME/sites/<hash>` (once per content hash); return that folder."""
-    site = harness_home() / "sites" / digest
+    site = settings().sites_dir / digest
 
     def pip_install(staging: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="harness-src-") as tmp:
