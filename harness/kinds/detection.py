@@ -77,26 +77,37 @@ class Detection(TaskKind):
         return len(self.label_ids(card, hidden_dir))
 
     def score(self, card: Any, predictions: Any, hidden_dir: Path, coco_backend: str | None = None) -> dict[str, float]:
-        from harness.metrics.coco import DEFAULT_BACKEND, detections_to_coco, score_coco
-
-        gt = _ground_truth(hidden_dir)
-        results = detections_to_coco(predictions.ids, predictions.records, ground_truth=gt)
-        source = str(hidden_dir / "instances.json")
-        return score_coco(gt, results, backend=coco_backend or DEFAULT_BACKEND, ranges="all", gt_source=source)
+        return _score(*_coco_inputs(predictions, hidden_dir), hidden_dir, coco_backend)
 
     def score_with_interval(self, card: Any, predictions: Any, hidden_dir: Path, **options: Any) -> tuple[dict, Any]:
         """The metrics (`coco_backend`: the COCO evaluator) and the bootstrap interval of a precision figure
-        (harness.metrics.coco_bootstrap)."""
-        from harness.metrics.coco import SUMMARY_KEYS, detections_to_coco
+        (harness.metrics.coco_bootstrap), from one reading of the ground truth and one conversion of the
+        predictions."""
+        from harness.metrics.coco import SUMMARY_KEYS
         from harness.metrics.coco_bootstrap import coco_interval
 
-        metrics = self.score(card, predictions, hidden_dir, coco_backend=options.get("coco_backend"))
+        gt, results = _coco_inputs(predictions, hidden_dir)
+        metrics = _score(gt, results, hidden_dir, options.get("coco_backend"))
         primary = getattr(card, "primary_metric", "AP")
         if primary not in SUMMARY_KEYS:
             return metrics, None
-        gt = _ground_truth(hidden_dir)
-        results = detections_to_coco(predictions.ids, predictions.records, ground_truth=gt)
         return metrics, coco_interval(gt, results, primary)
+
+
+def _coco_inputs(predictions: Any, hidden_dir: Path) -> tuple[dict, list[dict]]:
+    """The ground truth, and the predictions as COCO results against it."""
+    from harness.metrics.coco import detections_to_coco
+
+    gt = _ground_truth(hidden_dir)
+    return gt, detections_to_coco(predictions.ids, predictions.records, ground_truth=gt)
+
+
+def _score(gt: dict, results: list[dict], hidden_dir: Path, coco_backend: str | None) -> dict[str, float]:
+    """COCO box AP/AR (`score_coco` leaves both inputs as they are, so they can be scored again)."""
+    from harness.metrics.coco import DEFAULT_BACKEND, score_coco
+
+    source = str(hidden_dir / "instances.json")
+    return score_coco(gt, results, backend=coco_backend or DEFAULT_BACKEND, ranges="all", gt_source=source)
 
 
 KIND = Detection()
