@@ -96,7 +96,7 @@ class Text(TaskKind):
 
     def score_with_interval(self, card: Any, predictions: Any, hidden_dir: Path, **options: Any) -> tuple[dict, Any]:
         from harness.formats.rrc import read_rrc_ground_truth
-        from harness.metrics.deteval import deteval_images, summarise
+        from harness.metrics.deteval import deteval_images, summarise_images
         from harness.metrics.icdar15 import iou_images
         from harness.metrics.intervals import hmean_interval
         from harness.metrics.text_records import ImageDet
@@ -124,21 +124,15 @@ class Text(TaskKind):
         }
         metrics: dict[str, float] = {}
         interval = None
+        primary = getattr(card, "primary_metric", "")
         for protocol, rows in per_image.items():
             table = np.asarray(rows, dtype=np.float64).reshape(-1, 4)
-            recall_sum = precision_sum = 0.0
-            for r, p in table[:, :2].tolist():
-                recall_sum += r
-                precision_sum += p
-            precision, recall, hmean = summarise(
-                recall_sum, precision_sum, int(table[:, 2].sum()), int(table[:, 3].sum())
-            )
+            precision, recall, hmean = summarise_images(*table.T)
             metrics.update(
                 {f"{protocol}_precision": precision, f"{protocol}_recall": recall, f"{protocol}_hmean": hmean}
             )
-            measure = getattr(card, "primary_metric", "").removeprefix(f"{protocol}_")
-            if getattr(card, "primary_metric", "").startswith(f"{protocol}_"):
-                interval = hmean_interval(*table.T, which=measure)
+            if primary.startswith(f"{protocol}_"):
+                interval = hmean_interval(*table.T, which=primary.removeprefix(f"{protocol}_"))
         return metrics, interval
 
 

@@ -52,7 +52,7 @@ Behaviours of other public ports that are *not* reproduced: dropping the "at lea
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -536,6 +536,25 @@ def summarise(recall_sum: float, precision_sum: float, gt_care: int, det_care: i
     return precision, recall, hmean
 
 
+def summarise_images(
+    recall_sums: Sequence[float] | np.ndarray,
+    precision_sums: Sequence[float] | np.ndarray,
+    gt_care: Sequence[int] | np.ndarray,
+    det_care: Sequence[int] | np.ndarray,
+) -> tuple[float, float, float]:
+    """`summarise` of per-image sums and counts, the sums accumulated image by image, in order, as the official
+    script accumulates them."""
+    recall_sum = precision_sum = 0.0
+    for image_recall, image_precision in zip(
+        np.asarray(recall_sums, dtype=np.float64).tolist(),
+        np.asarray(precision_sums, dtype=np.float64).tolist(),
+        strict=True,
+    ):
+        recall_sum += image_recall
+        precision_sum += image_precision
+    return summarise(recall_sum, precision_sum, int(np.sum(gt_care)), int(np.sum(det_care)))
+
+
 def deteval(
     gt: list[ImageGT], det: list[ImageDet], form: str = "rect", params: DetEvalParams | None = None
 ) -> dict[str, float]:
@@ -546,12 +565,7 @@ def deteval(
     per-image figures; `deteval_images` gives the per-image results.
     """
     outcome = _run(gt, det, form, params)
-    recall_sum = precision_sum = 0.0
-    # Image by image, in order, as the official script accumulates.
-    for image_recall, image_precision in zip(outcome.recall_sums, outcome.precision_sums, strict=True):
-        recall_sum += image_recall
-        precision_sum += image_precision
-    precision, recall, hmean = summarise(
-        recall_sum, precision_sum, int(outcome.gt_care.sum()), int(outcome.det_care.sum())
+    precision, recall, hmean = summarise_images(
+        outcome.recall_sums, outcome.precision_sums, outcome.gt_care, outcome.det_care
     )
     return {"deteval_precision": precision, "deteval_recall": recall, "deteval_hmean": hmean}
