@@ -537,26 +537,26 @@ def _load_backend(backend: str) -> tuple[Any, Any]:
     raise HarnessError(f"unknown COCO scorer backend {backend!r}", f"choose one of {', '.join(BACKENDS)}")
 
 
+def pycocotools_apis(coco_cls: Any, gt: dict[str, Any], results: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """The ground-truth and results objects of pycocotools' `COCO` class for validated inputs. Its loadRes cannot
+    take an empty list; an empty one gets the result object loadRes would build. It prints: callers capture stdout."""
+    gt_api = coco_cls()
+    gt_api.dataset = gt
+    gt_api.createIndex()
+    if results:
+        return gt_api, gt_api.loadRes(results)
+    dt_api = coco_cls()
+    dt_api.dataset = {"images": list(gt["images"]), "categories": list(gt["categories"]), "annotations": []}
+    dt_api.createIndex()
+    return gt_api, dt_api
+
+
 def _evaluate(backend: str, gt: dict[str, Any], results: list[dict[str, Any]], range_labels: list[str]) -> Any:
     coco_cls, eval_cls = _load_backend(backend)
     # Both scorers print progress; the captured text is dropped, the numbers are untouched.
     with contextlib.redirect_stdout(io.StringIO()):
         if backend == "pycocotools":
-            gt_api = coco_cls()
-            gt_api.dataset = gt
-            gt_api.createIndex()
-            if results:
-                dt_api = gt_api.loadRes(results)
-            else:
-                # pycocotools' loadRes cannot take an empty list; this is the result object it would build.
-                dt_api = coco_cls()
-                dt_api.dataset = {
-                    "images": list(gt["images"]),
-                    "categories": list(gt["categories"]),
-                    "annotations": [],
-                }
-                dt_api.createIndex()
-            evaluator = eval_cls(gt_api, dt_api, "bbox")
+            evaluator = eval_cls(*pycocotools_apis(coco_cls, gt, results), "bbox")
         else:
             gt_api = coco_cls(gt)
             dt_api = gt_api.loadRes(results)

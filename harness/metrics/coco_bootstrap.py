@@ -20,6 +20,7 @@ import numpy as np
 from harness.metrics.coco import (
     AREA_RANGES,
     SUMMARY_KEYS,
+    pycocotools_apis,
     renumber_annotation_ids,
     validate_ground_truth,
     validate_results,
@@ -52,11 +53,7 @@ def per_image_matches(
     dets = validate_results(results, gt)
     renumber_annotation_ids(gt)
     with contextlib.redirect_stdout(io.StringIO()):
-        gt_api = COCO()
-        gt_api.dataset = gt
-        gt_api.createIndex()
-        dt_api = gt_api.loadRes(dets) if dets else _empty_results(COCO, gt)
-        evaluator = COCOeval(gt_api, dt_api, "bbox")
+        evaluator = COCOeval(*pycocotools_apis(COCO, gt, dets), "bbox")
         evaluator.params.areaRng = [list(AREA_RANGES[area])]
         evaluator.params.areaRngLbl = [area]
         evaluator.params.maxDets = [max_dets]
@@ -81,13 +78,6 @@ def per_image_matches(
         kept = ~ignored.astype(bool)
         per_category.append(CategoryMatches(image[order], (matched != 0) & kept, (matched == 0) & kept, positives))
     return per_category, np.asarray(evaluator.params.iouThrs), len(image_ids)
-
-
-def _empty_results(coco_cls: Any, gt: dict[str, Any]) -> Any:
-    dt_api = coco_cls()
-    dt_api.dataset = {"images": list(gt["images"]), "categories": list(gt["categories"]), "annotations": []}
-    dt_api.createIndex()
-    return dt_api
 
 
 def weighted_ap(categories: list[CategoryMatches], counts: np.ndarray, iou_mask: np.ndarray) -> np.ndarray:
