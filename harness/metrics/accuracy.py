@@ -16,8 +16,3 @@ def topk_hits(logits: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 
         return {k: np.zeros(0, dtype=bool) for k in ks}
     order = np.argsort(-logits, axis=1, kind="stable")
     return {k: (order[:, : min(k, logits.shape[1])] == labels[:, None]).any(axis=1) for k in ks}
-
-
-def topk_accuracy(logits: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:
-    """Fraction of samples whose true label is among the k highest scores (`topk_hits`)."""
-    return {k: float(hits.mean()) if len(hits) else 0.0 for k, hits in topk_hits(logits, labels, ks).items()}
