@@ -236,7 +236,7 @@ class Store:
                 Run.id == existing.id,
                 Run.status == existing.status,
                 Run.attempt == existing.attempt,
-                or_(Run.lease_expires_at.is_(None), Run.lease_expires_at <= now),
+                _lease_ran_out(now),
             )
             .values(
                 status="running",
@@ -267,19 +267,16 @@ class Store:
 
     def release_run(self, run_id: int, lease: Lease | None = None) -> None:
         """Forget a claim (interrupted evaluation): the job is queued again. With a lease: only while it holds."""
-        condition = [Run.id == run_id, Run.status == "running"]
-        if lease is not None:
-            condition.append(Run.lease_owner == lease.owner)
         with self.session() as s:
-            s.execute(delete(Run).where(*condition))
+            s.execute(delete(Run).where(*_running_claim(run_id, lease)))
 
     def release_stuck(self, run_id: int, reason: str, force: bool = False) -> bool:
         """An operator gives up a running run: it becomes `released` (with the reason) and the next `evaluate`
         runs it again. Refused (False) while its lease is live, unless forced, or when it is not running."""
         now = utcnow()
-        condition = [Run.id == run_id, Run.status == "running"]
+        condition = _running_claim(run_id)
         if not force:
-            condition.append(or_(Run.lease_expires_at.is_(None), Run.lease_expires_at <= now))
+            condition.append(_lease_ran_out(now))
         release = (
             update(Run)
             .where(*condition)
@@ -292,9 +289,6 @@ class Store:
     def finish_run(self, run_id: int, outcome: RunOutcome, lease: Lease | None = None) -> None:
         """Store a claimed run's outcome in one transaction, only while it is still running (and, with a lease,
         still held by it): an evaluator whose claim was released or taken over raises `LeaseLost`."""
-        condition = [Run.id == run_id, Run.status == "running"]
-        if lease is not None:
-            condition.append(Run.lease_owner == lease.owner)
         values: dict[str, Any] = {
             "status": outcome.status,
             "error": outcome.error,
@@ -308,7 +302,12 @@ class Store:
             values["primary_ci_low"], values["primary_ci_high"] = (float(v) for v in outcome.primary_interval)
         for name in ("params", "bytes", "macs", "macs_std") if outcome.complexity else ():
             values[name] = outcome.complexity.get(name)
-        finish = update(Run).where(*condition).values(**values).execution_options(synchronize_session=False)
+        finish = (
+            update(Run)
+            .where(*_running_claim(run_id, lease))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
         with self.session() as s:
             if s.execute(finish).rowcount != 1:  # the conditional write comes first: it takes the write lock
                 raise LeaseLost(
@@ -521,6 +520,19 @@ def latency_samples(row: LatencySummaryRow) -> np.ndarray:
 def lease_is_live(run: Run, now: datetime | None = None) -> bool:
     """Whether a claim's lease still runs (a claim made before leases existed has none: expired)."""
     return run.lease_expires_at is not None and run.lease_expires_at > (now or utcnow())
+
+
+def _lease_ran_out(now: datetime) -> Any:
+    """`lease_is_live`'s negation in SQL: the claim has no lease, or it expired by `now`."""
+    return or_(Run.lease_expires_at.is_(None), Run.lease_expires_at <= now)
+
+
+def _running_claim(run_id: int, lease: Lease | None = None) -> list[Any]:
+    """The conditions of a write to a running claim: it is still running (and, with a lease, still held by it)."""
+    condition = [Run.id == run_id, Run.status == "running"]
+    if lease is not None:
+        condition.append(Run.lease_owner == lease.owner)
+    return condition
 
 
 def _lease_values(lease: Lease, now: datetime) -> dict[str, Any]:
