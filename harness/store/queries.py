@@ -11,7 +11,6 @@ All frames use plain column names (`run_id`, `submission`, `variant`, ...); metr
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from sqlalchemy import Float, Integer, String, and_, create_engine, event, func,
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 
+from harness.store import faults
 from harness.store.models import Environment, LatencySummaryRow, Metric, Run, Submission
 from harness.store.repo import BoardKey, busy_timeout_ms, sqlite_path, standing_run_ids
 
@@ -300,8 +300,6 @@ def environments(engine: Engine, environment_ids: list[int]) -> dict[int, dict[s
 
 
 def store_label(url: str) -> str:
-    """The store's URL without credentials, for display."""
+    """The store's URL without credentials, for display (a SQLite store: its file)."""
     path = sqlite_path(url)
-    if path is not None:
-        return str(Path(path))
-    return url.split("@")[-1]
+    return str(path) if path is not None else faults.store_label(url)
