@@ -57,18 +57,27 @@ def is_store_fault(exc: BaseException) -> bool:
     from sqlalchemy.exc import OperationalError
 
     text = str(getattr(exc, "orig", None) or exc)
-    missing_table = "no such table" in text or ("relation" in text and "does not exist" in text)
-    return isinstance(exc, OperationalError) or missing_table or "not a database" in text or "file is encrypted" in text
+    return isinstance(exc, OperationalError) or _missing_table(text) or _not_a_database(text)
+
+
+def _missing_table(text: str) -> bool:
+    """SQLite's and PostgreSQL's wordings of a query on a table the database lacks."""
+    return "no such table" in text or ("relation" in text and "does not exist" in text)
+
+
+def _not_a_database(text: str) -> bool:
+    """SQLite's wordings of a file that is not a database."""
+    return "not a database" in text or "file is encrypted" in text
 
 
 def _database_error(label: str, text: str) -> StoreError:
     """A DBAPI error's text (SQLite's and PostgreSQL's wordings) as a store error."""
-    if "not a database" in text or "file is encrypted" in text:
+    if _not_a_database(text):
         return StoreError(
             f"the store {label} is not a SQLite database ({text})",
             "move the file away, " + ELSEWHERE,
         )
-    if "no such table" in text or ("relation" in text and "does not exist" in text):
+    if _missing_table(text):
         return StoreError(
             f"the store {label} is missing a table ({text}): it is damaged or not a harness store",
             "restore it from a backup, " + ELSEWHERE,
