@@ -28,7 +28,8 @@ def resolve_ref(ref: str, store: Any = None, with_samples: bool = True) -> dict[
         return run_record(run, with_samples)
     if "@" in ref:
         name, _, variant = ref.partition("@")
-        runs = [r for r in store.runs(submission=name, variant=variant or "fp32") if r.status != "running"]
+        unfinished = ("running", "released")  # a released run is given up and waits to be evaluated again
+        runs = [r for r in store.runs(submission=name, variant=variant or "fp32") if r.status not in unfinished]
         if not runs:
             raise HarnessError(f"no finished run of `{name}` with variant `{variant or 'fp32'}`", "evaluate it first")
         return run_record(runs[-1], with_samples)
