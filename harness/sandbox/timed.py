@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.measure.cudagraph import _cloned, _tensors
 from harness.sandbox.images import load_image
 from harness.sandbox.job import IngestJob
 from harness.sandbox.measurements import Measurements
@@ -117,18 +118,6 @@ def unseen_image(known: list[np.ndarray], real: bool) -> np.ndarray:
     return with_noise(mosaic(pool, rng), rng)
 
 
-def _tensors(tree: Any) -> list[Any]:
-    import torch
-
-    if isinstance(tree, torch.Tensor):
-        return [tree]
-    if isinstance(tree, list | tuple):
-        return [t for item in tree for t in _tensors(item)]
-    if isinstance(tree, dict):
-        return [t for value in tree.values() for t in _tensors(value)]
-    return []
-
-
 def same_layout(a: Any, b: Any) -> bool:
     """Whether two preprocessed inputs hold tensors of the same shapes and dtypes, in the same places."""
     ta, tb = _tensors(a), _tensors(b)
@@ -138,18 +127,6 @@ def same_layout(a: Any, b: Any) -> bool:
 def copy_into(static: Any, fresh: Any) -> None:
     for target, source in zip(_tensors(static), _tensors(fresh), strict=True):
         target.copy_(source)
-
-
-def _cloned(tree: Any) -> Any:
-    import torch
-
-    if isinstance(tree, torch.Tensor):
-        return tree.clone()
-    if isinstance(tree, list | tuple):
-        return type(tree)(_cloned(item) for item in tree)
-    if isinstance(tree, dict):
-        return {key: _cloned(value) for key, value in tree.items()}
-    return tree
 
 
 class DevicePass:
@@ -307,13 +284,16 @@ def timer_snapshot() -> dict[str, Any]:
     reads the one it captured at start, so slowing `time.perf_counter_ns` changes nothing it measures. (Nothing
     in the sandbox can change what the host's clock reads: the phase markers and the plausibility bound in
     `harness.service.integrity` check from outside.)"""
+    import harness.measure.cudagraph as cudagraph
     import harness.measure.latency as latency
     import harness.sandbox.timed as timed
 
+    # Functions of these modules, also where one module holds another's (timed's `time_callable`, `_cloned`).
+    owners = (latency.__name__, timed.__name__, cudagraph.__name__, "time")
     held: dict[str, Any] = {}
     for module in (latency, timed):
         for name, value in vars(module).items():
-            if callable(value) and getattr(value, "__module__", None) in (module.__name__, "time"):
+            if callable(value) and getattr(value, "__module__", None) in owners:
                 held[f"{module.__name__}.{name}"] = value
                 if isinstance(value, type):  # and the methods of its classes
                     for attr, method in vars(value).items():
