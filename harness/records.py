@@ -127,7 +127,8 @@ def latency_dict(row: Any, with_samples: bool = False) -> dict[str, Any]:
     return data
 
 
-def _brief(value: Any) -> str:
+def brief(value: Any) -> str:
+    """A bounded `repr` of a value read from a stranger's file (strings, numbers and lists cut to 80 characters)."""
     return _BRIEF.repr(value)
 
 
@@ -153,27 +154,27 @@ def validate_record(run: Any, where: str) -> None:
         # bool is an int in Python; only higher_is_better may be one.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             expected = " or ".join(t.__name__ for t in types)
-            raise PredictionError(f"{where}: field {key!r} is {_brief(value)}, expected {expected}")
+            raise PredictionError(f"{where}: field {key!r} is {brief(value)}, expected {expected}")
     for name, value in run["metrics"].items():
         if not _finite(value):
             raise PredictionError(
-                f"{where}: metrics.{_brief(str(name))[1:-1]} is {_brief(value)}, expected a finite number"
+                f"{where}: metrics.{brief(str(name))[1:-1]} is {brief(value)}, expected a finite number"
             )
     if run.get("ranked_latency", "device") not in ("device", "e2e"):
         raise PredictionError(
-            f"{where}: field 'ranked_latency' is {_brief(run['ranked_latency'])}, expected device or e2e"
+            f"{where}: field 'ranked_latency' is {brief(run['ranked_latency'])}, expected device or e2e"
         )
     interval = run.get("primary_interval")
     if interval is not None and not (
         isinstance(interval, list) and len(interval) == 2 and all(_finite(v) for v in interval)
     ):
-        raise PredictionError(f"{where}: field 'primary_interval' is {_brief(interval)}, expected [low, high] or null")
+        raise PredictionError(f"{where}: field 'primary_interval' is {brief(interval)}, expected [low, high] or null")
     for field_name in ("latency", "latency_e2e"):
         latency = run.get(field_name)
         if latency is None:
             continue
         if not isinstance(latency, dict):
-            raise PredictionError(f"{where}: field {field_name!r} is {_brief(latency)}, expected an object or null")
+            raise PredictionError(f"{where}: field {field_name!r} is {brief(latency)}, expected an object or null")
         _validate_latency(latency, where if field_name == "latency" else f"{where} (latency_e2e)")
 
 
@@ -187,16 +188,16 @@ def _validate_latency(latency: dict[str, Any], where: str) -> None:
         for index, value in enumerate(values):
             if not _finite(value) or value <= 0:
                 raise PredictionError(
-                    f"{where}: latency.{key}[{index}] is {_brief(value)}, expected a finite positive number"
+                    f"{where}: latency.{key}[{index}] is {brief(value)}, expected a finite positive number"
                 )
     sizes = latency.get("repeat_sizes")
     if sizes is not None and not (
         isinstance(sizes, list) and all(isinstance(s, int) and not isinstance(s, bool) for s in sizes)
     ):
-        raise PredictionError(f"{where}: latency.repeat_sizes is {_brief(sizes)}, expected a list of integers")
+        raise PredictionError(f"{where}: latency.repeat_sizes is {brief(sizes)}, expected a list of integers")
     repeats = latency.get("repeats")
     if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0):
-        raise PredictionError(f"{where}: latency.repeats is {_brief(repeats)}, expected an integer >= 0")
+        raise PredictionError(f"{where}: latency.repeats is {brief(repeats)}, expected an integer >= 0")
 
 
 def finite_or_none(value: Any) -> Any:

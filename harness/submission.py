@@ -20,9 +20,10 @@ from pathlib import Path
 
 from harness.config import MIB, settings
 from harness.errors import SubmissionError
-from harness.formats.limits import brief, clipped, read_bounded
+from harness.formats.limits import clipped, read_bounded
 from harness.fs import publish_dir
 from harness.plugins import Entry, Registry, load_target
+from harness.records import brief
 
 GROUP = "harness.submissions"
 HASH_CHUNK_BYTES = 1 << 20

@@ -7,7 +7,6 @@ Every refusal is the caller's `HarnessError` subclass naming the file, the limit
 
 from __future__ import annotations
 
-import reprlib
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,13 +17,6 @@ from harness.errors import HarnessError
 CHUNK_BYTES = 1 << 16
 QUOTE_CHARS = 80
 _BOM = b"\xef\xbb\xbf"
-_BRIEF = reprlib.Repr()
-_BRIEF.maxstring = _BRIEF.maxother = _BRIEF.maxlong = QUOTE_CHARS
-
-
-def brief(value: Any) -> str:
-    """A bounded `repr` of a value read from a stranger's file (strings, numbers and lists cut short)."""
-    return _BRIEF.repr(value)
 
 
 def quoted(text: str, limit: int = QUOTE_CHARS) -> str:

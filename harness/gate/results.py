@@ -11,9 +11,9 @@ from typing import Any
 from harness import __version__
 from harness.config import settings
 from harness.errors import HarnessError, PredictionError
-from harness.formats.limits import brief, read_bounded
+from harness.formats.limits import read_bounded
 from harness.fs import write_atomic
-from harness.records import validate_record
+from harness.records import brief, validate_record
 
 
 def export_results(runs: list[dict[str, Any]], path: str | Path) -> None:

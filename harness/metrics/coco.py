@@ -49,7 +49,8 @@ import numpy as np
 from harness.config import settings
 from harness.contract import Detections
 from harness.errors import DatasetError, HarnessError, PredictionError
-from harness.formats.limits import brief, read_bounded
+from harness.formats.limits import read_bounded
+from harness.records import brief
 
 BACKENDS = ("pycocotools", "faster-coco-eval")
 DEFAULT_BACKEND = "faster-coco-eval"
