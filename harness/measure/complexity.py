@@ -211,12 +211,12 @@ def _dispatch_mode() -> type:
     class ComputeTracer(TorchDispatchMode):
         """Counts MACs and records pre-existing tensors read, op by op, while active."""
 
-        def __init__(self, trace: Trace, inputs: Any) -> None:
+        def __init__(self, trace: Trace) -> None:
             super().__init__()
             self.trace = trace
             self.in_forward = False
             self.produced: set[tuple] = set()
-            self.inputs = {key for key in map(_storage_key, _tensors(inputs)) if key is not None}
+            self.inputs: set[tuple] = set()  # storages of the inputs `forward` is called with
             self.products: dict[int, tuple[weakref.ref, int]] = {}  # element-wise products, by id
 
         def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -233,7 +233,8 @@ def _dispatch_mode() -> type:
             self.trace.macs[family] += macs
             if not self.in_forward:
                 self.trace.outside_forward_macs += macs
-            self._reads(func, args, kwargs, counted=macs > 0 or (self.in_forward and name not in _VIEW_OPS))
+            if macs > 0 or (self.in_forward and name not in _VIEW_OPS):
+                _record_reads(self.trace, (self.produced, self.inputs), func, args, kwargs)
             self._products(name, func, args, out)
             self._produced(args, kwargs, out)
             return out
@@ -273,10 +274,6 @@ def _dispatch_mode() -> type:
                 if ref() is args[0]:
                     self.products[id(out)] = (weakref.ref(out), elements)
 
-        def _reads(self, func: Any, args: tuple, kwargs: dict, counted: bool) -> None:
-            if counted:
-                _record_reads(self.trace, (self.produced, self.inputs), func, args, kwargs)
-
     return ComputeTracer
 
 
@@ -310,7 +307,7 @@ def trace_predict(predictor: Any, images: Sequence[np.ndarray]) -> Trace:
     import torch
 
     trace = Trace()
-    tracer = _dispatch_mode()(trace, None)
+    tracer = _dispatch_mode()(trace)
     forward = predictor.forward
 
     def traced_forward(inputs: Any) -> Any:
