@@ -11,7 +11,7 @@ the work it really does.
 - The steps of `predict` are timed apart on a few more inputs (`step_times`), so the host can bound the share
   of work done outside `forward` on tracks that rank the forward step alone.
 The host adds the last check: a latency that implies more MACs per second than the hardware class can deliver
-is implausible (`harness.service.evaluate`).
+is implausible (`harness.service.integrity`).
 """
 
 from __future__ import annotations
