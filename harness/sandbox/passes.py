@@ -109,6 +109,7 @@ def accuracy_pass(
     records: list[Any] = []
     steps = {name: StepTimer(predictor, name, cuda and name == "forward") for name in STEPS}
     wait_ns = validate_ns = model_ns = 0
+    labels = label_set(job)
     t_acc = wall_clock_ns()
     try:
         batches = iter_batches(Path(job.inputs_dir or ""), ids, files, job.accuracy_batch_size)
@@ -129,7 +130,7 @@ def accuracy_pass(
             model_ns += wall_clock_ns() - t_batch
             t_validate = wall_clock_ns()
             try:
-                validate_outputs(job.kind, outputs, images, job.num_classes, label_set(job))
+                validate_outputs(job.kind, outputs, images, job.num_classes, labels)
             except Exception as exc:
                 raise StageError("outputs", f"invalid output for a batch starting at {batch_ids[0]}: {exc}") from exc
             validate_ns += wall_clock_ns() - t_validate
