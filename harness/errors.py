@@ -38,3 +38,7 @@ class PredictionError(HarnessError):
 
 class StoreError(HarnessError):
     """The store (database) cannot be opened or written."""
+
+
+class CompetitionError(HarnessError):
+    """A competition bundle (`competition.toml`, its cards and data) or its secret key is invalid."""

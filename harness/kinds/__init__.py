@@ -34,6 +34,10 @@ class TaskKind(ABC):
     scorer_version: str
     needs_image_sizes = True  # do its records hold coordinates to check against the image?
     tolerances: dict[bool, Tolerance]  # cross-check tolerances, by "reduced precision"
+    # The ground truth a split's `hidden/` holds: glob patterns relative to `hidden/`, each of which must match at
+    # least one file there (a competition bundle's dataset folder is checked so). Empty: the kind does not say,
+    # and cannot split its ground truth (`subset_truth`).
+    truth_files: tuple[str, ...] = ()
 
     @abstractmethod
     def check_record(self, record: Any, height: int, width: int, context: dict[str, Any], where: str) -> None:
@@ -61,6 +65,18 @@ class TaskKind(ABC):
     @abstractmethod
     def score(self, card: TrackCard, predictions: Predictions, hidden_dir: Path) -> dict[str, float]:
         """The track's metrics of `predictions` against the ground truth in `hidden_dir`."""
+
+    def subset_truth(self, hidden_dir: Path, ids: Sequence[str], dest: Path) -> None:
+        """Write into `dest` (a new hidden/ folder) the ground truth of only the images `ids` (split ids as in
+        inputs/index.json), so that the kind's scorer, given predictions restricted to `ids` and `dest`, scores
+        exactly that part (a competition's public and private parts of its hidden test set). An id the ground
+        truth lacks is a `DatasetError`."""
+        from harness.errors import HarnessError
+
+        raise HarnessError(
+            f"task kind `{self.name}` cannot split its ground truth into parts",
+            "a competition needs a kind that implements `subset_truth` (and declares `truth_files`)",
+        )
 
     def score_with_interval(
         self, card: TrackCard, predictions: Predictions, hidden_dir: Path, **options: Any
@@ -182,3 +198,18 @@ def offsets(source: str, counts: np.ndarray, n: int, total: int) -> list[tuple[i
     ends = np.cumsum(counts)
     starts = ends - counts
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def subset_ids(known: Sequence[str], ids: Sequence[str], source: Path) -> set[str]:
+    """`ids` as a set, each of them one of `known` (the images of the ground truth read from `source`);
+    `DatasetError` naming those it lacks."""
+    from harness.errors import DatasetError
+
+    wanted = set(ids)
+    unknown = sorted(wanted - set(known))
+    if unknown:
+        raise DatasetError(
+            f"{source}: no ground truth for {len(unknown)} of the ids asked for (e.g. {unknown[:3]})",
+            "take the ids from the split's inputs/index.json",
+        )
+    return wanted

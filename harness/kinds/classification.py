@@ -11,7 +11,7 @@ import numpy as np
 
 from harness.contract import ClassScores, OutputError
 from harness.errors import DatasetError, PredictionError
-from harness.kinds import TaskKind, check_array
+from harness.kinds import TaskKind, check_array, subset_ids
 from harness.measure.crosscheck import CrossCheck, Tolerance, compare_logits
 
 
@@ -31,6 +31,7 @@ class Classification(TaskKind):
     record_type = ClassScores
     scorer_version = "accuracy-1"
     needs_image_sizes = False
+    truth_files = ("labels.json",)
     tolerances = {
         False: Tolerance(logits=1e-3, iou=1.0, score=0.0, min_score=0.0, matched=1.0),
         True: Tolerance(logits=5e-2, iou=1.0, score=0.0, min_score=0.0, matched=1.0),
@@ -57,6 +58,15 @@ class Classification(TaskKind):
 
     def num_classes(self, card: Any, hidden_dir: Path) -> int | None:
         return len(read_labels(hidden_dir).get("classes", [])) or int(card.num_classes or 0)
+
+    def subset_truth(self, hidden_dir: Path, ids: Sequence[str], dest: Path) -> None:
+        """`labels.json` of only `ids` (in the ground truth's order), with its `classes` and any other keys."""
+        truth = read_labels(hidden_dir)
+        wanted = subset_ids(truth.get("ids", []), ids, hidden_dir / "labels.json")
+        kept = [(i, label) for i, label in zip(truth["ids"], truth["labels"], strict=True) if i in wanted]
+        subset = {**truth, "ids": [i for i, _ in kept], "labels": [label for _, label in kept]}
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "labels.json").write_text(json.dumps(subset) + "\n")
 
     def score(self, card: Any, predictions: Any, hidden_dir: Path) -> dict[str, float]:
         return self.score_with_interval(card, predictions, hidden_dir)[0]

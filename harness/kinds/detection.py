@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from harness.contract import Detections, OutputError
-from harness.kinds import TaskKind, check_array, check_inside, concatenated, offsets
+from harness.kinds import TaskKind, check_array, check_inside, concatenated, offsets, subset_ids
 from harness.measure.crosscheck import BOX_TOLERANCES, CrossCheck, compare_boxes
 
 
@@ -25,6 +25,7 @@ class Detection(TaskKind):
     record_type = Detections
     scorer_version = "coco-bbox-1"
     tolerances = BOX_TOLERANCES
+    truth_files = ("instances.json",)
 
     def check_record(self, record: Any, height: int, width: int, context: dict[str, Any], where: str) -> None:
         boxes = check_array("boxes", record.boxes, 2, 4, where)
@@ -68,6 +69,21 @@ class Detection(TaskKind):
 
         tolerance = self.tolerances[reduced_precision]
         return compare_boxes([scored(r) for r in expected], [scored(r) for r in got], tolerance, reduced_precision)
+
+    def subset_truth(self, hidden_dir: Path, ids: Sequence[str], dest: Path) -> None:
+        """`instances.json` of only the images `ids` (a split id is `str(image["id"])`, as
+        harness.metrics.coco.detections_to_coco maps them): those images and all their annotations (crowd and
+        ignore regions included); every category and every other top-level key as they are."""
+        import json
+
+        gt = _ground_truth(hidden_dir)
+        images = gt.get("images", [])
+        wanted = subset_ids([str(image["id"]) for image in images], ids, hidden_dir / "instances.json")
+        kept = [image for image in images if str(image["id"]) in wanted]
+        kept_ids = {image["id"] for image in kept}
+        annotations = [a for a in gt.get("annotations", []) if a.get("image_id") in kept_ids]
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "instances.json").write_text(json.dumps({**gt, "images": kept, "annotations": annotations}) + "\n")
 
     def label_ids(self, card: Any, hidden_dir: Path) -> list[int]:
         """Category ids are public (they are what a detector must output); annotations are not."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from harness.contract import OutputError, TextPolygons
 from harness.errors import PredictionError
-from harness.kinds import TaskKind, check_array, check_inside, concatenated, offsets
+from harness.kinds import TaskKind, check_array, check_inside, concatenated, offsets, subset_ids
 from harness.measure.crosscheck import BOX_TOLERANCES, CrossCheck, compare_boxes
 
 
@@ -40,6 +40,9 @@ class Text(TaskKind):
     record_type = TextPolygons
     scorer_version = "deteval-icdar15-1"
     tolerances = BOX_TOLERANCES
+    # One `gt_<id>.txt` per image (harness.formats.rrc); an image without text has an empty file, so every
+    # split with ground truth has at least one.
+    truth_files = ("gt_*.txt",)
 
     def check_record(self, record: Any, height: int, width: int, context: dict[str, Any], where: str) -> None:
         polygons = check_array("polygons", record.polygons, 3, 2, where)
@@ -87,6 +90,27 @@ class Text(TaskKind):
 
         tolerance = self.tolerances[reduced_precision]
         return compare_boxes([scored(r) for r in expected], [scored(r) for r in got], tolerance, reduced_precision)
+
+    def subset_truth(self, hidden_dir: Path, ids: Sequence[str], dest: Path) -> None:
+        """The `gt_<id>.txt` files of only `ids` (all that harness.formats.rrc.read_rrc_ground_truth reads), and
+        the generator's `chars.json` restricted to them where there is one; other files (`meta.json`) are not
+        copied. An empty `ids` leaves no ground-truth file, which the scorer refuses."""
+        import json
+        import shutil
+
+        from harness.formats.rrc import GT_NAME
+
+        files = {m.group(1): p for p in hidden_dir.iterdir() if p.is_file() and (m := GT_NAME.fullmatch(p.name))}
+        wanted = subset_ids(list(files), ids, hidden_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        for image_id in sorted(wanted):
+            shutil.copyfile(files[image_id], dest / files[image_id].name)
+        chars = hidden_dir / "chars.json"
+        if chars.is_file():
+            data = json.loads(chars.read_text())
+            if isinstance(data, dict):
+                kept = {key: value for key, value in data.items() if key in wanted}
+                (dest / "chars.json").write_text(json.dumps(kept, separators=(",", ":")))
 
     def num_classes(self, card: Any, hidden_dir: Path) -> None:
         return None
