@@ -18,7 +18,7 @@ LAYERS = [
     ["contract", "metrics", "formats", "measure", "zoo"],
     ["kinds", "predictions"],
     ["tracks", "variants"],
-    ["datasets", "submission"],
+    ["datasets", "submission", "competitions"],
     ["sandbox"],
     ["verify"],
     ["runners", "store"],
