@@ -185,7 +185,9 @@ class _Checker:
     def keys(self, table: Any, allowed: tuple[str, ...], where: str, required: tuple[str, ...]) -> dict[str, Any]:
         prefix = f"{where}." if where else ""
         if not isinstance(table, dict):
-            raise self.fail(where or "(top level)", f"is a {type(table).__name__}, expected a table")
+            raise self.fail(
+                where or "(top level)", f"is {_a(table)}, expected a table", "write it as a [table] of keys"
+            )
         for key in table:
             if key not in allowed:
                 near = suggest(str(key), allowed, "")
@@ -204,7 +206,7 @@ class _Checker:
         if value is None:
             return default
         if not isinstance(value, str):
-            raise self.fail(f"{where}{key}", f"is a {type(value).__name__}, expected a string")
+            raise self.fail(f"{where}{key}", f"is {_a(value)}, expected a string", f'write it in quotes: {key} = "…"')
         return value
 
     def name(self, table: dict, key: str, where: str) -> str:
@@ -226,8 +228,7 @@ class _Checker:
             except ValueError as exc:
                 raise self.fail(field, f"{value!r} is not an ISO 8601 date and time", _TIME_HINT) from exc
         if not isinstance(value, datetime):
-            kind = "a date without a time" if isinstance(value, date) else f"a {type(value).__name__}"
-            raise self.fail(field, f"is {kind}, expected a date and time with a time zone", _TIME_HINT)
+            raise self.fail(field, f"is {_a(value)}, expected a date and time with a time zone", _TIME_HINT)
         if value.tzinfo is None or value.utcoffset() is None:
             raise self.fail(field, f"{value.isoformat()} has no time zone", _TIME_HINT)
         return value.astimezone(UTC).replace(tzinfo=None)
@@ -239,6 +240,16 @@ class _Checker:
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise self.fail(f"{where}{key}", f"{value!r} is not an integer >= {least}", f"give an integer >= {least}")
         return value
+
+
+def _a(value: Any) -> str:
+    """`value`'s type in TOML's words."""
+    if isinstance(value, datetime):
+        return "a date and time"
+    if isinstance(value, date):
+        return "a date without a time"
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array"}
+    return names.get(type(value), "a table" if isinstance(value, dict) else f"a {type(value).__name__}")
 
 
 _TIME_HINT = "write e.g. 2026-01-01T00:00:00Z (a TOML datetime with Z or an offset such as +02:00)"
@@ -307,7 +318,7 @@ def _phase(check: _Checker, table: Any, where: str, root: Path) -> PhaseSpec:
         )
     fraction = table["public_fraction"]
     if isinstance(fraction, bool) or not isinstance(fraction, int | float):
-        raise check.fail(f"{at}public_fraction", f"is a {type(fraction).__name__}, expected a number in (0, 1)")
+        raise check.fail(f"{at}public_fraction", f"is {_a(fraction)}, expected a number in (0, 1)", "e.g. 0.5")
     if not (0 < fraction < 1) or math.isnan(fraction):
         raise check.fail(
             f"{at}public_fraction",
@@ -418,7 +429,11 @@ def _track(check: _Checker, table: dict, at: str, root: Path) -> TrackCard:
         except HarnessError as exc:
             raise check.fail(field, f"track `{track}` cannot be loaded: {exc.message}", exc.hint) from exc
     if not get_kind(card.kind).truth_files:
-        raise check.fail(field, f"task kind `{card.kind}` cannot split its ground truth into public and private parts")
+        raise check.fail(
+            field,
+            f"task kind `{card.kind}` cannot split its ground truth into public and private parts",
+            "use a track of a kind that implements `subset_truth` (classification, detection, text)",
+        )
     return card
 
 
