@@ -176,6 +176,16 @@ class Settings:
     def sites_dir(self) -> Path:
         return self.home / "sites"
 
+    @property
+    def competitions_dir(self) -> Path:
+        """Registered competition bundles (one folder per version) and their scoring parts."""
+        return self.home / "competitions"
+
+    @property
+    def keys_dir(self) -> Path:
+        """The organisers' secret split keys (`<competition>.key`, mode 0600): outside every bundle."""
+        return self.home / "keys"
+
 
 def settings(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings of this moment's environment."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,7 +13,7 @@ from harness.errors import HarnessError
 
 @app.command()
 def leaderboard(
-    track: Annotated[str, typer.Option("--track", "-t", help="Track to show.")],
+    track: Annotated[str | None, typer.Option("--track", "-t", help="Track to show.")] = None,
     hardware_class: Annotated[str | None, typer.Option("--hardware-class", help="Only this hardware class.")] = None,
     dataset: Annotated[
         str | None, typer.Option(help="The board of runs on this dataset (default: the track card's).")
@@ -21,16 +21,28 @@ def leaderboard(
     profile: Annotated[
         str | None, typer.Option(help="The board of runs timed under this profile (default: the track card's).")
     ] = None,
+    competition: Annotated[
+        str | None, typer.Option("--competition", "-c", help="A competition phase's board instead of a track's.")
+    ] = None,
+    phase: Annotated[str | None, typer.Option(help="The competition's phase (default: the open one).")] = None,
+    private: Annotated[
+        bool, typer.Option("--private", help="The final board on the private part (once the phase is closed).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """The standings of one board of a track's current version (its dataset, data digest and latency profile),
     ranked within each hardware class and device. Entries whose primary-metric interval overlaps the leader's
     are marked as statistically tied."""
-    from rich.table import Table
-
     from harness.service.standings import board_key, standings
     from harness.tracks import get_card
 
+    if (track is None) == (competition is None):
+        raise HarnessError("name the board: --track TRACK, or --competition NAME [--phase PHASE] [--private]")
+    if competition is not None:
+        _competition_board(competition, phase, private, as_json)
+        return
+    if private or phase:
+        raise HarnessError("--phase and --private belong to competition boards", "add --competition NAME")
     card = get_card(track)
     key = board_key(track, dataset, profile)
     rows = standings(track, hardware_class, dataset=dataset, profile=profile)
@@ -46,6 +58,12 @@ def leaderboard(
         )
         return
     console.print(f"board: {key.describe()}", markup=False)
+    _print_track_board(console, card, key, rows)
+
+
+def _print_track_board(console: Any, card: Any, key: Any, rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     primary = card.primary_metric
     latency_label = "e2e" if key.latency_kind == "e2e" else "device"
     for group in dict.fromkeys((r["hardware_class"], r["device"]) for r in rows):
@@ -84,6 +102,24 @@ def leaderboard(
         legend.append("* noisy latency (see `harness show RUN`)")
     if legend:
         console.print("\n".join(legend), markup=False)
+
+
+def _competition_board(competition: str, phase: str | None, private: bool, as_json: bool) -> None:
+    from harness.cli.competition import print_board
+    from harness.service.competitions import board
+    from harness.store import open_store
+
+    result = board(open_store(), competition, phase, private)
+    if as_json:
+        emit_json(result)
+    elif not result["rows"]:
+        make_console().print(
+            f"No evaluated entries in phase {result['phase']} of {competition} yet. "
+            f"Run `harness evaluate --competition {competition}`.",
+            markup=False,
+        )
+    else:
+        print_board(result)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from harness.records import ranked_summary
 
 @app.command()
 def evaluate(
-    track: Annotated[str, typer.Option("--track", "-t", help="Track to evaluate.")],
+    track: Annotated[str | None, typer.Option("--track", "-t", help="Track to evaluate.")] = None,
     submission: Annotated[list[str] | None, typer.Option("--submission", "-s", help="Only these submissions.")] = None,
     variant: Annotated[list[str] | None, typer.Option("--variant", "-v", help="Only these variants.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
@@ -36,12 +36,19 @@ def evaluate(
             "--coco-backend", help="COCO scorer of detection tracks: faster-coco-eval (default) or pycocotools."
         ),
     ] = None,
+    competition: Annotated[
+        str | None, typer.Option("--competition", "-c", help="Evaluate a competition phase's entries instead.")
+    ] = None,
+    phase: Annotated[str | None, typer.Option(help="The competition's phase (default: the open one).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run queued (or named) submissions of a track: ingestion in a sandbox, scoring outside, one Run each."""
+    """Run queued (or named) submissions of a track: ingestion in a sandbox, scoring outside, one Run each. With
+    --competition: a phase's entries and baselines, each scored on the public and the private part."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness.service.evaluate import evaluate as run_evaluate
+
+    _check_target(track, competition, dataset, data_dir)
 
     console = make_console() if not as_json else None
     err = __import__("rich.console", fromlist=["Console"]).Console(stderr=True)
@@ -57,6 +64,8 @@ def evaluate(
     progress = _progress(bar, err, console)
 
     options = {"address": address} if address else None
+    if competition is not None:
+        run_evaluate = _phase_evaluation(competition, phase)
     with bar:
         results = run_evaluate(
             track,
@@ -76,6 +85,26 @@ def evaluate(
         )
     if as_json:
         emit_json(results)
+
+
+def _check_target(track: str | None, competition: str | None, dataset: str | None, data_dir: Path | None) -> None:
+    from harness.errors import HarnessError
+
+    if (track is None) == (competition is None):
+        raise HarnessError("name what to evaluate: --track TRACK, or --competition NAME [--phase PHASE]")
+    if competition is not None and (dataset or data_dir):
+        raise HarnessError("--dataset and --data-dir do not apply to a competition: its phase names its data")
+
+
+def _phase_evaluation(competition: str, phase: str | None) -> Any:
+    """`evaluate` of a competition's phase, called as the track's evaluate is."""
+    from harness.service.competitions import evaluate as evaluate_phase
+
+    def run(_track: Any, **options: Any) -> Any:
+        del options["dataset"], options["data_dir"]
+        return evaluate_phase(competition, phase, **options)
+
+    return run
 
 
 def _progress(bar: Any, err: Any, console: Any) -> Any:

@@ -48,11 +48,22 @@ def submit(
     runner: Annotated[
         str, typer.Option(help="Run the check with: local, or docker for code you did not write.")
     ] = "local",
+    competition: Annotated[
+        str | None, typer.Option("--competition", "-c", help="Submit to this competition's open phase.")
+    ] = None,
+    as_name: Annotated[
+        str | None, typer.Option("--as", help="The participant submitting (with --competition).")
+    ] = None,
+    phase: Annotated[str | None, typer.Option(help="The phase (default: the open one).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check a submission, then store a content-hashed immutable copy, queued for evaluation."""
+    """Check a submission, then store a content-hashed immutable copy, queued for evaluation (or entered in a
+    competition's phase, as a participant, within its quota)."""
     from harness.service.submit import submit as run_submit
 
+    if competition is not None or as_name is not None or phase is not None:
+        _submit_to_competition(path, runner, competition, as_name, phase, as_json)
+        return
     results = run_submit(path, runner=runner)
     if as_json:
         emit_json([r.to_dict() for r in results])
@@ -60,3 +71,24 @@ def submit(
     for r in results:
         state = "stored, queued" if r.created else "already stored (same content)"
         typer.echo(f"{r.name}: {state} as submission {r.id} [{r.content_hash[:12]}] for track {r.track}")
+
+
+def _submit_to_competition(
+    path: Path, runner: str, competition: str | None, as_name: str | None, phase: str | None, as_json: bool
+) -> None:
+    from harness.errors import HarnessError
+    from harness.service.competitions import submit as enter
+
+    if competition is None or as_name is None:
+        raise HarnessError(
+            "a competition submission needs both --competition and --as", "pass --competition NAME --as PARTICIPANT"
+        )
+    entries = enter(path, competition, as_name, phase=phase, runner=runner)
+    if as_json:
+        emit_json(entries)
+        return
+    for e in entries:
+        typer.echo(
+            f"{e['entry']}: entry {e['entry_id']} of {e['participant']} in phase {e['phase']} of {e['competition']} "
+            f"[{e['content_hash'][:12]}], queued for evaluation"
+        )

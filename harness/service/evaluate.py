@@ -56,6 +56,10 @@ class Plan:
     peak: dict[str, Any] | None = None  # the hardware class's peak MACs/s by dtype (harness.service.integrity)
     score_options: dict[str, Any] = field(default_factory=dict)  # passed to the kind's scorer (the COCO backend)
     calibration_dir: str | None = None
+    # A competition phase's evaluation (harness.service.competitions): its id (part of each run's identity) and
+    # the public and private parts of the hidden test set, {"public": (ids, hidden folder), "private": ...}.
+    phase_id: int | None = None
+    parts: dict[str, tuple[list[str], Path]] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class EvaluationRequest:
     runner_options: dict[str, Any] | None = None
     time_limit_s: float | None = None
     coco_backend: str | None = None  # detection tracks: the COCO evaluator (default: harness.metrics.coco's)
+    scope: Any = None  # a competition phase (harness.service.competitions.PhaseScope): its card, data and entries
 
 
 def evaluate(track: str, store: Any = None, progress: Progress = _noop, **options: Any) -> list[dict[str, Any]]:
@@ -99,8 +104,9 @@ def plan(request: EvaluationRequest, store: Any) -> Plan:
     from harness.service.jobs import mac_inputs, track_fields
     from harness.tracks import get_card
 
-    card = get_card(request.track)
-    profile = request.profile or card.profile
+    scope = request.scope
+    card = scope.card if scope else get_card(request.track)
+    profile = request.profile or (scope.profile if scope else card.profile)
     if profile not in PROFILES:
         raise HarnessError(f"unknown profile `{profile}`", f"use one of: {', '.join(PROFILES)}")
     if request.coco_backend is not None:
@@ -110,13 +116,17 @@ def plan(request: EvaluationRequest, store: Any) -> Plan:
             raise HarnessError(f"unknown COCO backend `{request.coco_backend}`", f"use one of: {', '.join(BACKENDS)}")
     runner = get_runner(request.runner or card.runner, **(request.runner_options or {}))
     _check_device(request.device, runner)
-    dataset = request.dataset or card.dataset
-    spec = get_spec(dataset)
-    if spec.kind != card.kind:
-        raise DatasetError(f"dataset `{dataset}` is a {spec.kind} dataset; track `{card.name}` needs {card.kind}")
-    todo = _todo(card, store, request.submissions, request.variants)
-    split = materialize(dataset, card.split, request.data_dir)
-    require_pinned(split)  # data that differs from the track's pin is never scored
+    if scope:  # the phase's data, checked, and its entries
+        dataset, split = scope.registered_dataset, scope.split
+        todo = _todo(card, store, request.submissions, request.variants, scope.submissions)
+    else:
+        dataset = request.dataset or card.dataset
+        spec = get_spec(dataset)
+        if spec.kind != card.kind:
+            raise DatasetError(f"dataset `{dataset}` is a {spec.kind} dataset; track `{card.name}` needs {card.kind}")
+        todo = _todo(card, store, request.submissions, request.variants)
+        split = materialize(dataset, card.split, request.data_dir)
+        require_pinned(split)  # data that differs from the track's pin is never scored
     threads = request.threads or default_threads()
     env = runner.environment(card, request.device, threads)
     hw_class = hardware_class(env)
@@ -139,6 +149,8 @@ def plan(request: EvaluationRequest, store: Any) -> Plan:
         todo=todo,
         peak=peak,
         score_options={"coco_backend": request.coco_backend} if request.coco_backend else {},
+        phase_id=scope.phase_id if scope else None,
+        parts=scope.parts if scope else None,
     )
 
 
@@ -154,14 +166,22 @@ def _check_device(device: str, runner: Runner) -> None:
 
 
 def _todo(
-    card: TrackCard, store: Any, names: Sequence[str] | None, variants: Sequence[str] | None
+    card: TrackCard,
+    store: Any,
+    names: Sequence[str] | None,
+    variants: Sequence[str] | None,
+    among: list[Any] | None = None,
 ) -> list[tuple[Any, str]]:
-    """The (submission, variant) pairs to run: the queued submissions (or the named ones, which must exist)."""
+    """The (submission, variant) pairs to run: the queued submissions (or the named ones, which must exist);
+    a competition phase's: its own submissions (`among`), all of them unless some are named."""
     from harness.plugins import suggest
     from harness.variants import check_variant_names
 
-    todo = store.submissions(track=card.name, names=list(names) if names else None)
-    if not names:
+    if among is not None:
+        todo = [s for s in among if not names or s.name in names]
+    else:
+        todo = store.submissions(track=card.name, names=list(names) if names else None)
+    if not names and among is None:
         todo = [s for s in todo if s.queued]  # entries marked `queue = false` run only when named
     missing = sorted(set(names or ()) - {s.name for s in todo})
     if missing:
@@ -222,7 +242,7 @@ def _announce(plan: Plan, progress: Progress) -> None:
         {
             "jobs": len(plan.todo),
             "track": plan.card.key,
-            "dataset": plan.dataset,
+            "dataset": plan.split.key,
             "profile": plan.profile,
             "hardware_class": plan.hardware_class,
         },
@@ -263,6 +283,8 @@ def claim(plan: Plan, store: Any, submission: Any, variant: str, lease: Any) -> 
         submission.content_hash, submission.name, variant, card.key, card.card_hash, plan.hardware_class,
         plan.split.digest, plan.device, plan.profile,
     ]  # fmt: skip
+    if plan.phase_id is not None:
+        key_parts.append(f"phase:{plan.phase_id}")
     if plan.force:
         key_parts.append(time.time_ns())
     claimed = store.claim(
@@ -282,6 +304,7 @@ def claim(plan: Plan, store: Any, submission: Any, variant: str, lease: Any) -> 
         harness_version=harness.__version__,
         scorer_version=plan.kind.scorer_version,
         primary_metric=card.primary_metric,
+        phase_id=plan.phase_id,
     )
     if claimed.run_id is None:
         return claimed.holder
@@ -319,6 +342,11 @@ def _calibration_dir(plan: Plan, variant: str) -> str | None:
 
     if not needs_calibration(variant):
         return None
+    if plan.dataset is None:
+        raise HarnessError(
+            f"the variant {variant} needs a calibration split, and this phase's data (a folder of its bundle) has none",
+            "name a registered dataset in the phase, or leave this variant out (--variant)",
+        )
     if plan.calibration_dir is None:
         calibration = materialize(plan.dataset, plan.card.calibration_split, plan.data_dir)
         require_pinned(calibration)
@@ -348,9 +376,7 @@ def score(plan: Plan, job: IngestJob, result: IngestResult) -> Any:
     try:
         t_score = time.perf_counter()
         predictions = load_predictions(Path(job.out_dir) / "predictions.npz", plan.card.kind)
-        metrics, interval = plan.kind.score_with_interval(
-            plan.card, predictions, plan.split.hidden_dir, **plan.score_options
-        )
+        metrics, interval, private = _scored(plan, predictions)
         details["timings"]["scoring_s"] = time.perf_counter() - t_score
     except HarnessError as exc:
         return RunOutcome(error=f"[scoring] {exc}", complexity=complexity, details=details, **failed)
@@ -375,7 +401,34 @@ def score(plan: Plan, job: IngestJob, result: IngestResult) -> Any:
         environment=env,
         details=details,
         log_tail=result.log_tail,
+        private=private,
     )
+
+
+def _scored(plan: Plan, predictions: Any) -> tuple[dict[str, float], Any, dict[str, Any] | None]:
+    """The metrics and primary interval of a run; for a competition phase, those of its public part, and its
+    private part's scores apart (never in the run's own metrics)."""
+    if not plan.parts:
+        metrics, interval = plan.kind.score_with_interval(
+            plan.card, predictions, plan.split.hidden_dir, **plan.score_options
+        )
+        return metrics, interval, None
+    from harness.predictions import Predictions
+
+    position = {image_id: i for i, image_id in enumerate(predictions.ids)}
+    scored = {}
+    for part, (ids, hidden_dir) in plan.parts.items():
+        present = [i for i in ids if i in position]
+        records = [predictions.records[position[i]] for i in present]
+        subset = Predictions(kind=predictions.kind, ids=present, records=records)
+        scored[part] = plan.kind.score_with_interval(plan.card, subset, hidden_dir, **plan.score_options)
+    (metrics, interval), (private_metrics, private_interval) = scored["public"], scored["private"]
+    private = {
+        "metrics": private_metrics,
+        "primary_value": private_metrics.get(plan.card.primary_metric),
+        "primary_interval": (private_interval.low, private_interval.high) if private_interval else None,
+    }
+    return metrics, interval, private
 
 
 def _details(measured: Any, result: IngestResult) -> dict[str, Any]:

@@ -39,6 +39,12 @@ def submit(path: Path, store: Any = None, runner: str | None = None) -> list[Sub
     manifest = read_manifest(path)
     refuse_taken_names(store, manifest, list(manifest.entry_points))
     reports = check(path, runner=runner)
+    refuse_faults(reports)
+    return store_submission(path, store, reports={r.name: r for r in reports})
+
+
+def refuse_faults(reports: Sequence[Any]) -> None:
+    """Refuse a submission any of whose entry points failed its check, naming each fault."""
     bad = [r for r in reports if not r.ok]
     if bad:
         lines = [f"{r.name}: {r.error or '; '.join(r.violations)}" for r in bad]
@@ -46,21 +52,27 @@ def submit(path: Path, store: Any = None, runner: str | None = None) -> list[Sub
         own_fixes = all("\n  fix: " in line for line in lines)  # an import error's, say: no second, generic one
         hint = None if own_fixes else "fix the faults above and run `harness check` again"
         raise cls("submission refused:\n  " + "\n  ".join(lines), hint)
-    return store_submission(path, store, reports={r.name: r for r in reports})
 
 
 def store_submission(
-    path: Path, store: Any = None, reports: dict[str, Any] | None = None, entries: Sequence[str] | None = None
+    path: Path,
+    store: Any = None,
+    reports: dict[str, Any] | None = None,
+    entries: Sequence[str] | None = None,
+    competition: bool = False,
 ) -> list[SubmitResult]:
     """Store an immutable content-hashed copy of a project, install it into its own site folder, and queue its
     entry points (all, or `entries`). `reports` are their check reports, whose complexity figures the rows keep;
-    `submit` checks first. Called without reports (no check, no figures) only by tools that trust the code."""
+    `submit` checks first. Called without reports (no check, no figures) only by tools that trust the code.
+    A `competition` submission is not queued for its track's own boards (its phase evaluates it) and its names
+    belong to its participant (`harness.service.competitions`), not to a project."""
     from harness.store import open_store
 
     store = store or open_store()
     manifest = read_manifest(path)
     names = list(entries or (reports.keys() if reports else manifest.entry_points))
-    refuse_taken_names(store, manifest, names)
+    if not competition:
+        refuse_taken_names(store, manifest, names)
     digest = content_hash(manifest.path)
     stored = submissions_dir() / digest
     publish_dir(stored, lambda staging: copy_source(manifest.path, staging))
@@ -82,7 +94,7 @@ def store_submission(
             macs=getattr(report, "macs", None),
             bytes=getattr(report, "bytes", None),
             build_options=manifest.build_options.get(name, {}),
-            queued=manifest.queued(name),
+            queued=manifest.queued(name) and not competition,
         )
         results.append(SubmitResult(row.id, row.name, row.track, digest, created, str(stored)))
     return results

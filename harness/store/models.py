@@ -110,6 +110,9 @@ class Run(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")  # evaluators that took it
+    # A competition phase's run (migration 0005): its metrics are the public part's; the private part's are in
+    # `private_scores`, shown only once the phase is closed. NULL: a run of the track's own boards.
+    phase_id: Mapped[int | None] = mapped_column(ForeignKey("phases.id"), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
@@ -171,3 +174,98 @@ class HardwarePeak(Base):
     macs_per_s: Mapped[float] = mapped_column(Float)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     measured_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Competition(Base):
+    """An organiser's competition: its current bundle version (the bundle's files are kept under
+    $HARNESS_HOME/competitions/<name>/v<version>; `spec` is the validated competition.toml)."""
+
+    __tablename__ = "competitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))  # the bundle's content digest at this version
+    bundle_path: Mapped[str] = mapped_column(Text)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    phases: Mapped[list[Phase]] = relationship(back_populates="competition", order_by="Phase.id")
+
+
+class CompetitionVersion(Base):
+    """Every bundle version a competition had (an edited bundle registered again is a new version)."""
+
+    __tablename__ = "competition_versions"
+    __table_args__ = (UniqueConstraint("competition_id", "version", name="uq_competition_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    bundle_path: Mapped[str] = mapped_column(Text)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Phase(Base):
+    """One phase of a competition (its settings live in the competition's spec); `closed_at` is set when the
+    organiser closes it, and only then are private scores shown."""
+
+    __tablename__ = "phases"
+    __table_args__ = (UniqueConstraint("competition_id", "name", name="uq_phase_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    competition: Mapped[Competition] = relationship(back_populates="phases")
+
+
+class Participant(Base):
+    """A competitor (optionally in a team). Removed participants keep their rows and entries (`removed_at`)."""
+
+    __tablename__ = "participants"
+    __table_args__ = (UniqueConstraint("competition_id", "name", name="uq_participant_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    team: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_submitted_at: Mapped[datetime | None] = mapped_column(DateTime)  # written first: the quota's lock
+
+
+class Entry(Base):
+    """One submission of a participant to a phase: an entry point (`name`, unique per participant) of stored
+    content. Quotas count these rows; `selected` marks the ones a `selected` ranking may rank."""
+
+    __tablename__ = "entries"
+    __table_args__ = (Index("ix_entries_quota", "phase_id", "participant_id", "submitted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phase_id: Mapped[int] = mapped_column(ForeignKey("phases.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    participant: Mapped[Participant] = relationship()
+    submission: Mapped[Submission] = relationship()
+
+
+class PrivateScore(Base):
+    """A competition run's scores on the private part of the hidden test set: read only by the final board."""
+
+    __tablename__ = "private_scores"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    primary_value: Mapped[float | None] = mapped_column(Float)
+    primary_ci_low: Mapped[float | None] = mapped_column(Float)
+    primary_ci_high: Mapped[float | None] = mapped_column(Float)

@@ -32,7 +32,17 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from harness.config import db_url
 from harness.errors import StoreError
 from harness.store.faults import check_schema, is_store_fault, store_error, store_label
-from harness.store.models import Base, Environment, HardwarePeak, LatencySummaryRow, Metric, Run, Submission, utcnow
+from harness.store.models import (
+    Base,
+    Environment,
+    HardwarePeak,
+    LatencySummaryRow,
+    Metric,
+    PrivateScore,
+    Run,
+    Submission,
+    utcnow,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -65,6 +75,8 @@ class RunOutcome:
     environment: dict[str, Any] | None = None
     details: dict[str, Any] | None = None
     log_tail: str | None = None
+    # A competition run's scores on the private part (metrics, primary_value, primary_interval): stored apart.
+    private: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -321,6 +333,8 @@ class Store:
                 s.add(Metric(run_id=run_id, name=name, value=float(value)))
             for kind, summary in (outcome.latency or {}).items():
                 s.add(_latency_row(run_id, kind, summary))
+            if outcome.private is not None:
+                s.add(_private_row(run_id, outcome.private))
 
     def _environment_id(self, s: Session, env: dict[str, Any], hardware_class: str) -> int:
         from harness.measure.environment import fingerprint_hash
@@ -460,6 +474,7 @@ def standing_run_ids(key: BoardKey, hardware_class: str | None = None) -> Any:
         Run.status == "ok",
         Run.dataset == key.dataset,
         Run.profile == key.profile,
+        Run.phase_id.is_(None),  # a competition's runs rank only on its phase's boards (harness.store.competitions)
     ]
     if key.dataset_hash is not None:
         conditions.append(Run.dataset_hash == key.dataset_hash)
@@ -510,6 +525,17 @@ def _latency_row(run_id: int, kind: str, summary: dict[str, Any]) -> LatencySumm
         repeat_medians_ms=summary["repeat_medians_ms"],
         repeat_sizes=summary.get("repeat_sizes", []),
         samples=samples,
+    )
+
+
+def _private_row(run_id: int, private: dict[str, Any]) -> PrivateScore:
+    low, high = private.get("primary_interval") or (None, None)
+    return PrivateScore(
+        run_id=run_id,
+        metrics={name: float(value) for name, value in private["metrics"].items()},
+        primary_value=private.get("primary_value"),
+        primary_ci_low=low,
+        primary_ci_high=high,
     )
 
 

@@ -87,7 +87,7 @@ def test_migrations_and_types_round_trip(pg_url):
     store = Store(pg_url)
     assert store.engine.dialect.name == "postgresql"
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
         sizes = conn.execute(
             text(
                 "SELECT table_name, column_name, data_type FROM information_schema.columns "
