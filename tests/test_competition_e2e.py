@@ -78,12 +78,18 @@ def test_a_competition_from_bundle_to_final_board(harness_env, tmp_path):
     cli("participants", "add", "alice", "--competition", COMPETITION, "--team", "red")
     cli("participants", "add", "bob", "--competition", COMPETITION)
 
-    # The participants: alice's two entry points count two of her three a day; a second upload is refused.
+    # The participants: alice's two entry points count two of her three a day; the same content again is
+    # recognised (not counted), an edited copy (two more) is refused with the time of the next allowed one.
     alice = json.loads(
         cli("submit", str(ROOT / "submissions" / "fasterrcnn"), "-c", COMPETITION, "--as", "alice", "--json").stdout
     )
     assert [e["entry"] for e in alice] == ["fasterrcnn_small", "fasterrcnn_default"]
-    refused = cli("submit", str(ROOT / "submissions" / "fasterrcnn"), "-c", COMPETITION, "--as", "alice", ok=False)
+    again = cli("submit", str(ROOT / "submissions" / "fasterrcnn"), "-c", COMPETITION, "--as", "alice", "--json")
+    assert [(e["entry_id"], e["created"]) for e in json.loads(again.stdout)] == [(e["entry_id"], False) for e in alice]
+    edited = tmp_path / "alice2"
+    shutil.copytree(ROOT / "submissions" / "fasterrcnn", edited)
+    (edited / "NOTES.txt").write_text("a second try\n")
+    refused = cli("submit", str(edited), "-c", COMPETITION, "--as", "alice", ok=False)
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "daily quota is 3 submission(s): 2 made today" in refused.stderr

@@ -114,13 +114,17 @@ def add(
     name: Annotated[str, typer.Argument(help="The participant's name (unique in the competition).")],
     competition: CompetitionOpt,
     team: Annotated[str | None, typer.Option(help="Their team.")] = None,
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="No error when they are a participant already (same team).")
+    ] = False,
 ) -> None:
     """Add a participant."""
     from harness.service.competitions import add_participant
     from harness.store import open_store
 
-    add_participant(open_store(), competition, name, team)
-    typer.echo(f"added {name}" + (f" (team {team})" if team else "") + f" to {competition}")
+    added = add_participant(open_store(), competition, name, team, exist_ok)
+    state = "added" if added["created"] else "already a participant:"
+    typer.echo(f"{state} {name}" + (f" (team {team})" if team else "") + f" in {competition}")
 
 
 @participants_app.command("list")

@@ -88,7 +88,8 @@ def _submit_to_competition(
         emit_json(entries)
         return
     for e in entries:
+        state = "queued for evaluation" if e["created"] else "entered before (same content, not counted again)"
         typer.echo(
             f"{e['entry']}: entry {e['entry_id']} of {e['participant']} in phase {e['phase']} of {e['competition']} "
-            f"[{e['content_hash'][:12]}], queued for evaluation"
+            f"[{e['content_hash'][:12]}], {state}"
         )

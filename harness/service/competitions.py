@@ -205,21 +205,29 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
-def add_participant(store: Any, competition: str, name: str, team: str | None = None) -> dict[str, Any]:
+def add_participant(
+    store: Any, competition: str, name: str, team: str | None = None, exist_ok: bool = False
+) -> dict[str, Any]:
+    """Add a participant; with `exist_ok`, one of that name and team already there is no error (scripts)."""
     from harness.store.competitions import add_participant as add
+    from harness.store.competitions import participant
 
     row = _competition(store, competition)
     _check_name(name, "participant")
     if team is not None:
         _check_name(team, "team")
     added = add(store, row.id, name, team)
+    if added is None and exist_ok:
+        existing = participant(store, row.id, name)
+        if existing is not None and existing.removed_at is None and existing.team == team:
+            return {"competition": competition, "name": name, "team": team, "created": False}
     if added is None:
         raise CompetitionError(
             f"competition `{competition}` has a participant named `{name}` already (removed participants keep "
             "their names)",
             "choose another name",
         )
-    return {"competition": competition, "name": name, "team": team}
+    return {"competition": competition, "name": name, "team": team, "created": True}
 
 
 def participant_rows(store: Any, competition: str) -> list[dict[str, Any]]:
@@ -299,6 +307,9 @@ def submit(
             f"{manifest.path}: the submission is for track `{manifest.track}`; {view.label} ranks `{view.card.name}`",
             f'set track = "{view.card.name}" under [tool.harness] in pyproject.toml',
         )
+    entered = _entered(store, view, person, manifest)
+    if entered:
+        return entered
     quota = {"per_day": view.spec.quota.per_day, "per_phase": view.spec.quota.per_phase}
     wanted = len(manifest.entry_points)
     before = quota_state(store, view.row.id, person.id, quota)
@@ -310,19 +321,34 @@ def submit(
     admitted = admit(store, view.row.id, person.id, [(s.name, s.id) for s in stored], quota)
     if not isinstance(admitted, list):
         raise _quota_error(view, as_name, admitted, wanted)  # another submission of theirs took the last place first
-    return [
-        {
-            "entry_id": entry.id,
-            "entry": entry.name,
-            "participant": as_name,
-            "competition": competition,
-            "phase": view.spec.name,
-            "submission_id": entry.submission_id,
-            "content_hash": s.content_hash,
-            "submitted_at": entry.submitted_at.isoformat() + "Z",
-        }
-        for entry, s in zip(admitted, stored, strict=True)
-    ]
+    return [_entry_dict(view, as_name, entry, s.content_hash, True) for entry, s in zip(admitted, stored, strict=True)]
+
+
+def _entered(store: Any, view: PhaseView, person: Any, manifest: Any) -> list[dict[str, Any]]:
+    """The participant's entries of this very content in this phase, when every entry point of it is entered
+    already: the same submission again is recognised, neither stored twice nor counted against the quota."""
+    from harness.store.competitions import entries
+    from harness.submission import content_hash
+
+    digest = content_hash(manifest.path)
+    mine = {e.name: e for e in entries(store, view.row.id, person.id) if e.submission.content_hash == digest}
+    if set(manifest.entry_points) - set(mine):
+        return []
+    return [_entry_dict(view, person.name, mine[name], digest, False) for name in manifest.entry_points]
+
+
+def _entry_dict(view: PhaseView, who: str, entry: Any, digest: str, created: bool) -> dict[str, Any]:
+    return {
+        "entry_id": entry.id,
+        "entry": entry.name,
+        "participant": who,
+        "competition": view.competition.name,
+        "phase": view.spec.name,
+        "submission_id": entry.submission_id,
+        "content_hash": digest,
+        "submitted_at": entry.submitted_at.isoformat() + "Z",
+        "created": created,
+    }
 
 
 def select_entry(store: Any, competition: str, as_name: str, entry_id: int, selected: bool = True) -> dict[str, Any]:
