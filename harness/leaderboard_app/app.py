@@ -13,6 +13,7 @@ pages = [
     st.Page("views/submission.py", title="Submission", icon=":material/inventory_2:", url_path="submission"),
     st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:", url_path="compare"),
     st.Page("views/history.py", title="History", icon=":material/timeline:", url_path="history"),
+    st.Page("views/competition.py", title="Competitions", icon=":material/emoji_events:", url_path="competition"),
 ]
 navigation = st.navigation(pages)
 sidebar()

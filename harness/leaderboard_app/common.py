@@ -3,7 +3,9 @@ empty-store message, and the column layout of run tables."""
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,36 @@ def engine(url: str) -> Any:
     """ONE engine per store URL per process, shared by every session and rerun. Raises `StoreMissing`, which is
     not cached, so a store created after the app started is picked up on the next rerun."""
     return queries.read_only_engine(url)
+
+
+class ReadOnlyStore:
+    """The service layer's view of a store (`session()`, as `harness.store.Store` offers it) on the app's
+    read-only engine: the competition functions of `harness.service.competitions` read through it. Never
+    `Store(url)` here: that one migrates (writes) the store it opens."""
+
+    def __init__(self, url: str):
+        from sqlalchemy.orm import sessionmaker
+
+        self.url = url
+        self.engine = engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Any]:
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()  # ends the read transaction; rows stay loaded (a rollback would expire them)
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+
+@st.cache_resource(show_spinner=False)
+def read_only_store(url: str) -> ReadOnlyStore:
+    return ReadOnlyStore(url)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False)
