@@ -149,7 +149,7 @@ def test_open_phase_shows_the_public_board_and_no_private_score(competition_stor
     assert list(board["#"].astype(object).where(board["#"].notna(), None)) == [1, 2, None, 3]  # baselines unranked
     assert list(board["baseline"]) == ["", "", "baseline", ""]
     assert list(board["tie"]) == ["", "≈ leader", "", ""]  # bob's interval overlaps the leader's
-    assert list(board["team"].fillna("")) == ["red", "red", "", ""]
+    assert list(board["team"]) == ["red", "red", "", ""]
     assert not [c for c in board.columns if "private" in c]
     csv = _csv(at)
     assert list(csv.columns) == list(board.columns) and list(csv["entry"]) == list(board["entry"])

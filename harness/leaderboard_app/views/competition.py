@@ -149,7 +149,7 @@ def board_frame(result: dict[str, Any]) -> pd.DataFrame:
             "#": row["rank"],
             "tie": "≈ leader" if row["tied_with_leader"] else "",
             "participant": row["participant"],
-            "team": row["team"],
+            "team": row["team"] or "",
             "entry": row["entry"],
             "baseline": "baseline" if row["baseline"] else "",
             "variant": row["variant"],
