@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 
 from harness.store import faults
-from harness.store.models import Environment, LatencySummaryRow, Metric, Run, Submission
+from harness.store.models import Entry, Environment, LatencySummaryRow, Metric, Run, Submission
 from harness.store.repo import BoardKey, busy_timeout_ms, sqlite_path, standing_run_ids
 
 METRIC_PREFIX = "metric:"
@@ -97,9 +97,11 @@ def _frame(engine: Engine, query: Any) -> pd.DataFrame:
 
 
 def track_versions(engine: Engine) -> pd.DataFrame:
-    """How many runs of each status every (track, track version) holds: what the store contains at all."""
+    """How many runs of each status every (track, track version) holds: what the store contains at all (a
+    competition phase's runs belong to its own page, not to the track's)."""
     query = (
         select(Run.track, Run.track_version, Run.status, func.count(Run.id).label("runs"))
+        .where(Run.phase_id.is_(None))
         .group_by(Run.track, Run.track_version, Run.status)
         .order_by(Run.track, Run.track_version, Run.status)
     )
@@ -238,8 +240,9 @@ def runs(
     latency_kind: str = "device",
 ) -> pd.DataFrame:
     """Finished runs (any status, `running` claims left out) of a track, optionally of one version,
-    one submission name, or given ids; `with_logs` adds the error and the log tail."""
-    conditions = [Run.track == track, Run.status != "running"]
+    one submission name, or given ids; `with_logs` adds the error and the log tail. A competition phase's runs
+    are left out: they are scored on its public part, and shown on its own page."""
+    conditions = [Run.track == track, Run.status != "running", Run.phase_id.is_(None)]
     if track_version is not None:
         conditions.append(Run.track_version == track_version)
     if submission is not None:
@@ -253,7 +256,9 @@ def runs(
 
 
 def submissions(engine: Engine, track: str) -> pd.DataFrame:
-    """The stored submissions of a track, newest content last, with the complexity measured at submit time."""
+    """The stored submissions of a track, newest content last, with the complexity measured at submit time.
+    Participants' competition submissions (entered in a phase, never queued for the track) are left out."""
+    only_entered = and_(Submission.queued.is_(False), Submission.id.in_(select(Entry.submission_id)))
     query = (
         select(
             Submission.id.label("submission_id"),
@@ -267,7 +272,7 @@ def submissions(engine: Engine, track: str) -> pd.DataFrame:
             Submission.macs.label("macs_by_input"),
             Submission.created_at,
         )
-        .where(Submission.track == track)
+        .where(Submission.track == track, ~only_entered)
         .order_by(Submission.id)
     )
     frame = _frame(engine, query)

@@ -204,11 +204,6 @@ def test_track_boards_leave_competition_runs_out(competition_store, page):
     assert not [entry for _, _, entry, *_ in ENTRIES if entry in text]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="harness/store/queries.py `runs` and `submissions` do not leave out competition runs and entries (public "
-    "scores only; no private score): the submission, compare and history pages list them",
-)
 @pytest.mark.parametrize("page", ["submission", "compare", "history"])
 def test_run_pages_leave_competition_runs_out(competition_store, page):
     text = _track_page_text(competition_store.url, page)
