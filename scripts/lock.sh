@@ -6,8 +6,9 @@
 #   scripts/lock.sh --upgrade    move every package to the newest version pyproject.toml allows
 #
 # requirements/pip.txt: pip itself, installed first;
-# requirements/test.txt: the harness with the dev, leaderboard, ray and postgres extras (`make test`);
-# requirements/demo.txt: the harness with the leaderboard extra (`make demo`), constrained to test.txt's versions.
+# requirements/test.txt: the harness with the dev, leaderboard, ray, postgres and server extras (`make test`);
+# requirements/demo.txt: the harness with the leaderboard and server extras (`make demo`), constrained to test.txt's
+# versions.
 # The locks are resolved for CPython 3.11 on Linux x86_64 (the machines the README names). pip-tools is pinned
 # here and runs in a throw-away environment; pip's own configuration (indexes, find-links) is used as it is.
 set -euo pipefail
@@ -23,7 +24,7 @@ compile=(
 mkdir -p requirements
 CUSTOM_COMPILE_COMMAND="scripts/lock.sh" "${compile[@]}" -o requirements/pip.txt requirements/pip.in
 CUSTOM_COMPILE_COMMAND="scripts/lock.sh" "${compile[@]}" \
-    --extra dev --extra leaderboard --extra ray --extra postgres -o requirements/test.txt pyproject.toml
+    --extra dev --extra leaderboard --extra ray --extra postgres --extra server -o requirements/test.txt pyproject.toml
 CUSTOM_COMPILE_COMMAND="scripts/lock.sh" "${compile[@]}" \
-    --extra leaderboard --constraint requirements/test.txt -o requirements/demo.txt pyproject.toml
+    --extra leaderboard --extra server --constraint requirements/test.txt -o requirements/demo.txt pyproject.toml
 echo "wrote requirements/test.txt ($(grep -c '==' requirements/test.txt) packages) and requirements/demo.txt ($(grep -c '==' requirements/demo.txt) packages)"

@@ -2,8 +2,8 @@
 # Create .venv and install the harness from a lock: exact versions and hashes of every dependency, so that a
 # fresh machine gets what the suite ran with. Idempotent.
 #
-#   scripts/setup.sh demo    requirements/demo.txt (the harness + the leaderboard)
-#   scripts/setup.sh test    requirements/test.txt (+ dev, ray, postgres)
+#   scripts/setup.sh demo    requirements/demo.txt (the harness + the leaderboard + the server)
+#   scripts/setup.sh test    requirements/test.txt (+ dev, ray, postgres, server)
 # The locks are generated from pyproject.toml by scripts/lock.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
