@@ -42,3 +42,7 @@ class StoreError(HarnessError):
 
 class CompetitionError(HarnessError):
     """A competition bundle (`competition.toml`, its cards and data) or its secret key is invalid."""
+
+
+class UploadError(HarnessError):
+    """A project archive cannot be packed, or an uploaded one is malformed or hostile and is refused."""

@@ -18,7 +18,7 @@ LAYERS = [
     ["contract", "metrics", "formats", "measure", "zoo"],
     ["kinds", "predictions"],
     ["tracks", "variants"],
-    ["datasets", "submission", "competitions"],
+    ["datasets", "submission", "competitions", "uploads"],
     ["sandbox"],
     ["verify"],
     ["runners", "store"],
