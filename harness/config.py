@@ -145,6 +145,13 @@ class Settings:
     max_submission_files: int = _setting(
         "HARNESS_MAX_SUBMISSION_FILES", _positive(int), 10_000, "most files in a submission folder"
     )
+    # The submission server (`harness server`): what one upload may be, checked before it is unpacked.
+    max_upload_bytes: int = _setting(
+        "HARNESS_MAX_UPLOAD_MB", _mib, 100 * MIB, "largest upload to the submission server (MiB, compressed)"
+    )
+    max_upload_files: int = _setting(
+        "HARNESS_MAX_UPLOAD_FILES", _positive(int), 1_000, "most files in an upload to the submission server"
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -180,6 +187,11 @@ class Settings:
     def competitions_dir(self) -> Path:
         """Registered competition bundles (one folder per version) and their scoring parts."""
         return self.home / "competitions"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where the submission server unpacks uploads (each in a fresh folder, gone once checked)."""
+        return self.home / "uploads"
 
     @property
     def keys_dir(self) -> Path:

@@ -23,7 +23,7 @@ LAYERS = [
     ["verify"],
     ["runners", "store"],
     ["gate", "service"],
-    ["leaderboard_app", "cli"],
+    ["leaderboard_app", "cli", "server"],
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 
 # The verbs register themselves on `app` in this order, which is the order of `harness --help`.
-from harness.cli import submission, evaluate, board, runs, gate, data, competition  # noqa: F401, I001  isort: skip
+from harness.cli import submission, evaluate, board, runs, gate, data, competition, server  # noqa: F401, I001  isort: skip
 from harness.cli.render import app
 from harness.errors import HarnessError
 

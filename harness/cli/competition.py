@@ -125,6 +125,30 @@ def add(
     added = add_participant(open_store(), competition, name, team, exist_ok)
     state = "added" if added["created"] else "already a participant:"
     typer.echo(f"{state} {name}" + (f" (team {team})" if team else "") + f" in {competition}")
+    if added.get("token"):
+        _print_token(name, added["token"])
+
+
+def _print_token(name: str, token: str) -> None:
+    typer.echo(f"submission-server token of {name} (shown once; the store keeps only its hash): {token}")
+    typer.echo("  give it to them privately; they set HARNESS_TOKEN or keep it in a 0600 token file")
+
+
+@participants_app.command("token")
+def token(
+    name: Annotated[str, typer.Argument(help="The participant.")],
+    competition: CompetitionOpt,
+    revoke: Annotated[bool, typer.Option("--revoke", help="Revoke their token and issue none.")] = False,
+) -> None:
+    """Issue a participant a new submission-server token (the old one stops working), or revoke it."""
+    from harness.service.competitions import rotate_token
+    from harness.store import open_store
+
+    new = rotate_token(open_store(), competition, name, revoke)
+    if new is None:
+        typer.echo(f"revoked the token of {name} in {competition}")
+    else:
+        _print_token(name, new)
 
 
 @participants_app.command("list")

@@ -40,15 +40,22 @@ def evaluate(
         str | None, typer.Option("--competition", "-c", help="Evaluate a competition phase's entries instead.")
     ] = None,
     phase: Annotated[str | None, typer.Option(help="The competition's phase (default: the open one).")] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="With --competition: evaluate entries as they arrive (until SIGTERM).")
+    ] = False,
+    poll: Annotated[float, typer.Option("--poll", help="With --watch: seconds between looks for new entries.")] = 5.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Run queued (or named) submissions of a track: ingestion in a sandbox, scoring outside, one Run each. With
     --competition: a phase's entries and baselines, each scored on the public and the private part."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from harness.errors import HarnessError
     from harness.service.evaluate import evaluate as run_evaluate
 
     _check_target(track, competition, dataset, data_dir)
+    if watch and competition is None:
+        raise HarnessError("--watch evaluates a competition's entries as they arrive", "add --competition NAME")
 
     console = make_console() if not as_json else None
     err = __import__("rich.console", fromlist=["Console"]).Console(stderr=True)
@@ -65,7 +72,7 @@ def evaluate(
 
     options = {"address": address} if address else None
     if competition is not None:
-        run_evaluate = _phase_evaluation(competition, phase)
+        run_evaluate = _phase_evaluation(competition, phase, watch, poll)
     with bar:
         results = run_evaluate(
             track,
@@ -96,12 +103,15 @@ def _check_target(track: str | None, competition: str | None, dataset: str | Non
         raise HarnessError("--dataset and --data-dir do not apply to a competition: its phase names its data")
 
 
-def _phase_evaluation(competition: str, phase: str | None) -> Any:
-    """`evaluate` of a competition's phase, called as the track's evaluate is."""
+def _phase_evaluation(competition: str, phase: str | None, watch: bool, poll: float) -> Any:
+    """`evaluate` of a competition's phase (once, or `watch`ing for entries), called as the track's evaluate is."""
     from harness.service.competitions import evaluate as evaluate_phase
+    from harness.service.competitions import watch as watch_phase
 
     def run(_track: Any, **options: Any) -> Any:
         del options["dataset"], options["data_dir"]
+        if watch:
+            return watch_phase(competition, phase, poll_s=poll, **options)
         return evaluate_phase(competition, phase, **options)
 
     return run

@@ -55,12 +55,24 @@ def submit(
         str | None, typer.Option("--as", help="The participant submitting (with --competition).")
     ] = None,
     phase: Annotated[str | None, typer.Option(help="The phase (default: the open one).")] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="Upload to a competition's submission server (URL) instead.")
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="With --server: a 0600 file holding your token.")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="With --server: do not wait for the server's check.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a submission, then store a content-hashed immutable copy, queued for evaluation (or entered in a
     competition's phase, as a participant, within its quota)."""
     from harness.service.submit import submit as run_submit
 
+    if server is not None:
+        _submit_to_server(path, server, token_file, not no_wait, as_json)
+        return
     if competition is not None or as_name is not None or phase is not None:
         _submit_to_competition(path, runner, competition, as_name, phase, as_json)
         return
@@ -71,6 +83,23 @@ def submit(
     for r in results:
         state = "stored, queued" if r.created else "already stored (same content)"
         typer.echo(f"{r.name}: {state} as submission {r.id} [{r.content_hash[:12]}] for track {r.track}")
+
+
+def _submit_to_server(path: Path, server: str, token_file: Path | None, wait: bool, as_json: bool) -> None:
+    from harness.errors import HarnessError
+    from harness.service.remote import submit_remote
+
+    status = submit_remote(path, server, token_file, wait=wait)
+    if as_json:
+        emit_json(status)
+    else:
+        names = ", ".join(e["entry"] for e in status["entries"]) or "-"
+        typer.echo(
+            f"upload {status['upload_id']} ({status['archive_bytes']:,} bytes): {status['state']} [{names}]"
+            + ("" if status["state"] != "checking" else "; `harness status --server URL` follows it")
+        )
+    if status["state"] in ("rejected", "failed"):
+        raise HarnessError(f"the server's check refused the upload: {status.get('error')}", "fix it and submit again")
 
 
 def _submit_to_competition(

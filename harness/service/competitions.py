@@ -227,7 +227,54 @@ def add_participant(
             "their names)",
             "choose another name",
         )
-    return {"competition": competition, "name": name, "team": team, "created": True}
+    token = _new_token(store, added.id)
+    return {"competition": competition, "name": name, "team": team, "created": True, "token": token}
+
+
+TOKEN_PREFIX = "hxt_"
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a token: its sha256 (tokens are 256-bit random, so a plain hash suffices)."""
+    import hashlib
+
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _new_token(store: Any, participant_id: int) -> str:
+    import secrets
+
+    from harness.store.competitions import set_token_hash
+
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    set_token_hash(store, participant_id, token_hash(token))
+    return token
+
+
+def rotate_token(store: Any, competition: str, name: str, revoke: bool = False) -> str | None:
+    """A participant's new submission-server token (the old one stops working), or none at all (`revoke`)."""
+    from harness.store.competitions import set_token_hash
+
+    person = _participant(store, _competition(store, competition), name)
+    if revoke:
+        set_token_hash(store, person.id, None)
+        return None
+    return _new_token(store, person.id)
+
+
+def authenticate(store: Any, competition_id: int, token: str | None) -> Any:
+    """The current participant whose token this is, or None. The stored hash is compared in constant time."""
+    import hmac
+
+    from harness.store.competitions import participant_by_token
+
+    if not token or len(token) > 256 or not token.startswith(TOKEN_PREFIX):
+        return None
+    digest = token_hash(token)
+    person = participant_by_token(store, competition_id, digest)
+    if person is None or not hmac.compare_digest(person.token_hash or "", digest):
+        return None
+    return person
 
 
 def participant_rows(store: Any, competition: str) -> list[dict[str, Any]]:
@@ -285,43 +332,81 @@ def _quota_error(view: PhaseView, who: str, state: Any, wanted: int) -> QuotaExc
 def submit(
     path: Path, competition: str, as_name: str, store: Any = None, phase: str | None = None, runner: str | None = None
 ) -> list[dict[str, Any]]:
-    """A participant's submission to a phase: the phase must be open, the participant known, the quota not used
-    (checked before the submission's check runs, and again atomically with the entry). Entry names belong to
-    their participant: the same name of two participants is two entries."""
-    from harness.service.check import check
-    from harness.service.submit import refuse_faults, store_submission
+    """A participant's submission to a phase: the phase must be open, the participant known; places in the quota
+    are reserved atomically before the check runs (two concurrent submissions at the limit: one gets them), and
+    given back when the check fails. Entry names belong to their participant: the same name of two participants
+    is two entries. The same content entered again is recognised and not counted."""
     from harness.store import open_store
-    from harness.store.competitions import admit, quota_state
-    from harness.submission import read_manifest
 
     store = store or open_store()
+    view = open_phase(store, competition, phase)
+    person = _participant(store, view.competition, as_name)
+    manifest, entered = admissible(store, view, person, path)
+    if entered:
+        return entered
+    reserved = reserve_places(store, view, person, manifest)
+    return complete(store, view, person, path, reserved, runner)
+
+
+def open_phase(store: Any, competition: str, phase: str | None = None) -> PhaseView:
+    """The phase (default: the open one), refused unless it takes submissions now."""
     view = phase_view(store, competition, phase)
     state = view.state()
     if state != "open":
         when = {"upcoming": f"it opens at {_when(view.spec.opens)}", "ended": f"it ended at {_when(view.spec.closes)}"}
         raise CompetitionError(f"{view.label} does not take submissions: {when.get(state, 'it is closed')}")
-    person = _participant(store, view.competition, as_name)
+    return view
+
+
+def admissible(store: Any, view: PhaseView, person: Any, path: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """The project's manifest, once it is known to be for the phase's track; and its entries when this very
+    content was entered before (else an empty list)."""
+    from harness.submission import read_manifest
+
     manifest = read_manifest(path)
     if manifest.track != view.card.name:
         raise CompetitionError(
             f"{manifest.path}: the submission is for track `{manifest.track}`; {view.label} ranks `{view.card.name}`",
             f'set track = "{view.card.name}" under [tool.harness] in pyproject.toml',
         )
-    entered = _entered(store, view, person, manifest)
-    if entered:
-        return entered
+    return manifest, _entered(store, view, person, manifest)
+
+
+def reserve_places(store: Any, view: PhaseView, person: Any, manifest: Any) -> list[Any]:
+    """One pending entry per entry point, or `QuotaExceeded` with the time of the next allowed submission."""
+    from harness.store.competitions import reserve
+
     quota = {"per_day": view.spec.quota.per_day, "per_phase": view.spec.quota.per_phase}
-    wanted = len(manifest.entry_points)
-    before = quota_state(store, view.row.id, person.id, quota)
-    if before.refusal(wanted):
-        raise _quota_error(view, as_name, before, wanted)
-    reports = check(path, runner=runner)
-    refuse_faults(reports)
-    stored = store_submission(path, store, reports={r.name: r for r in reports}, competition=True)
-    admitted = admit(store, view.row.id, person.id, [(s.name, s.id) for s in stored], quota)
-    if not isinstance(admitted, list):
-        raise _quota_error(view, as_name, admitted, wanted)  # another submission of theirs took the last place first
-    return [_entry_dict(view, as_name, entry, s.content_hash, True) for entry, s in zip(admitted, stored, strict=True)]
+    names = list(manifest.entry_points)
+    reserved = reserve(store, view.row.id, person.id, [(name, None) for name in names], quota)
+    if not isinstance(reserved, list):
+        raise _quota_error(view, person.name, reserved, len(names))
+    return reserved
+
+
+def complete(
+    store: Any, view: PhaseView, person: Any, path: Path, reserved: list[Any], runner: str | None
+) -> list[dict[str, Any]]:
+    """Check the project (with `runner`: docker for strangers' code), store it, and accept the reserved
+    entries; on any failure the places go back to the quota and the error goes on."""
+    from harness.service.check import check
+    from harness.service.submit import refuse_faults, store_submission
+    from harness.store.competitions import confirm, entries_by_id, release
+
+    ids = [entry.id for entry in reserved]
+    try:
+        reports = check(path, runner=runner)
+        refuse_faults(reports)
+        results = store_submission(path, store, reports={r.name: r for r in reports}, competition=True)
+        stored = {result.name: result for result in results}
+        confirm(store, ids, [stored[entry.name].id for entry in reserved])
+    except BaseException:
+        release(store, ids)
+        raise
+    return [
+        _entry_dict(view, person.name, entry, stored[entry.name].content_hash, True)
+        for entry in entries_by_id(store, ids)
+    ]
 
 
 def _entered(store: Any, view: PhaseView, person: Any, manifest: Any) -> list[dict[str, Any]]:
@@ -491,6 +576,55 @@ def evaluate(competition: str, phase: str | None = None, store: Any = None, prog
     scope = phase_scope(store, view)
     request = EvaluationRequest(scope.card.name, scope=scope, **options)
     return execute(plan(request, store), store, *([progress] if progress else []))
+
+
+def watch(
+    competition: str,
+    phase: str | None = None,
+    store: Any = None,
+    progress: Any = None,
+    poll_s: float = 5.0,
+    stop: Any = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Evaluate a phase's entries as they arrive, until SIGTERM (after the run it is on: nothing is lost) or
+    Ctrl-C (claims released). Between evaluations it looks every `poll_s` seconds for entries without runs."""
+    import threading
+    import time
+
+    from harness.service.leases import sigterm_drains
+    from harness.store import open_store
+
+    store = store or open_store()
+    stop = stop or threading.Event()
+    results: list[dict[str, Any]] = []
+    with sigterm_drains(stop):
+        while not stop.is_set():
+            view = phase_view(store, competition, phase)
+            if _has_work(store, view, options.get("variants")):
+                results += evaluate(competition, view.spec.name, store, progress, stop=stop, **options)
+            deadline = time.monotonic() + poll_s
+            while not stop.is_set() and time.monotonic() < deadline:
+                time.sleep(0.1)
+    return results
+
+
+def _has_work(store: Any, view: PhaseView, variants: Any) -> bool:
+    """Whether some (submission, variant) of the phase has no finished run yet (cheap: no data is read)."""
+    from harness.store.competitions import entries, runs_of_submissions
+
+    current = [e for e in entries(store, view.row.id) if e.participant.removed_at is None]
+    submissions = {e.submission_id: e.submission for e in current}
+    for name in view.spec.baselines:
+        for stored in store.submissions(names=[name])[-1:]:
+            submissions.setdefault(stored.id, stored)
+    done = {
+        (run.submission_id, run.variant)
+        for run in runs_of_submissions(store, view.row.id, list(submissions))
+        if run.status in ("ok", "failed", "unavailable")
+    }
+    wanted = {(sid, v) for sid, sub in submissions.items() for v in (variants or sub.variants)}
+    return bool(wanted - done)
 
 
 # boards ---------------------------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ class Plan:
     # the public and private parts of the hidden test set, {"public": (ids, hidden folder), "private": ...}.
     phase_id: int | None = None
     parts: dict[str, tuple[list[str], Path]] | None = None
+    stop: Any = None  # EvaluationRequest.stop
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class EvaluationRequest:
     time_limit_s: float | None = None
     coco_backend: str | None = None  # detection tracks: the COCO evaluator (default: harness.metrics.coco's)
     scope: Any = None  # a competition phase (harness.service.competitions.PhaseScope): its card, data and entries
+    stop: Any = None  # a threading.Event: once set (SIGTERM while watching), no further run is claimed
 
 
 def evaluate(track: str, store: Any = None, progress: Progress = _noop, **options: Any) -> list[dict[str, Any]]:
@@ -151,6 +153,7 @@ def plan(request: EvaluationRequest, store: Any) -> Plan:
         score_options={"coco_backend": request.coco_backend} if request.coco_backend else {},
         phase_id=scope.phase_id if scope else None,
         parts=scope.parts if scope else None,
+        stop=request.stop,
     )
 
 
@@ -199,7 +202,7 @@ def execute(plan: Plan, store: Any, progress: Progress = _noop) -> list[dict[str
     """Claim, run, score and store each planned job. The service alone writes the store; a job the runner lost
     goes back to the queue, and so does every unfinished claim on Ctrl-C, SIGTERM or a harness bug. Claims are
     held under one lease, renewed by a heartbeat while this runs; a result is stored only while it holds."""
-    from harness.service.leases import Heartbeat, sigterm_unwinds
+    from harness.service.leases import Heartbeat, sigterm_drains, sigterm_unwinds
     from harness.store.repo import Lease, LeaseLost
 
     card = plan.card
@@ -207,7 +210,7 @@ def execute(plan: Plan, store: Any, progress: Progress = _noop) -> list[dict[str
     lease = Lease.new()
     pending: dict[int, tuple[Any, str, IngestJob]] = {}
     results: list[dict[str, Any]] = []
-    with sigterm_unwinds(), Heartbeat(store, lease):
+    with sigterm_drains(plan.stop) if plan.stop is not None else sigterm_unwinds(), Heartbeat(store, lease):
         try:
             jobs = _claimed_jobs(plan, store, progress, pending, lease)
             for run_id, result in plan.runner.run_many(jobs, plan.time_limit_s):
@@ -262,6 +265,8 @@ def _claimed_jobs(
     from harness.service.leases import holder_reason
 
     for submission, variant in plan.todo:
+        if plan.stop is not None and plan.stop.is_set():
+            return  # asked to stop: the run before this one was finished and stored
         claimed = claim(plan, store, submission, variant, lease)
         if not isinstance(claimed, tuple):
             progress("skip", {"submission": submission.name, "variant": variant, "reason": holder_reason(claimed)})

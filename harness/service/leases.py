@@ -74,6 +74,28 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def sigterm_drains(stop: threading.Event) -> Iterator[None]:
+    """While inside, SIGTERM only sets `stop`: a watching evaluator finishes the run it is on, claims no other,
+    and stops (`harness evaluate --watch`). A second SIGTERM unwinds at once, as `sigterm_unwinds`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def drain(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            os.write(2, b"harness: SIGTERM again: stopping now; claimed runs go back to the queue\n")
+            raise Terminated(128 + signum)
+        stop.set()
+        os.write(2, b"harness: SIGTERM: stopping after the current run\n")
+
+    previous = signal.signal(signal.SIGTERM, drain)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def holder_reason(holder: Any, now: Any = None) -> str:
     """Why a planned run is skipped: it is finished, or another evaluator's lease on it is live."""
     from harness.store.models import utcnow

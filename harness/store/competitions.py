@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -22,6 +22,7 @@ from harness.store.models import (
     Phase,
     PrivateScore,
     Run,
+    Upload,
     utcnow,
 )
 from harness.store.repo import Store, _run_query
@@ -151,9 +152,14 @@ class QuotaState:
         return self.day_start + timedelta(days=1)
 
 
+# A reservation whose check never finished (its server stopped) stops counting against the quota after this.
+PENDING_FOR = timedelta(hours=2)
+
+
 def _quota_state(s: Any, phase_id: int, participant_id: int, now: datetime, quota: dict[str, Any]) -> QuotaState:
     day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    mine = (Entry.phase_id == phase_id, Entry.participant_id == participant_id)
+    counted = or_(Entry.status == "accepted", and_(Entry.status == "pending", Entry.submitted_at > now - PENDING_FOR))
+    mine = (Entry.phase_id == phase_id, Entry.participant_id == participant_id, counted)
     total = int(s.scalar(select(func.count(Entry.id)).where(*mine)) or 0)
     today = int(s.scalar(select(func.count(Entry.id)).where(*mine, Entry.submitted_at >= day_start)) or 0)
     return QuotaState(today, total, quota.get("per_day"), quota.get("per_phase"), day_start)
@@ -166,17 +172,19 @@ def quota_state(
         return _quota_state(s, phase_id, participant_id, now or utcnow(), quota)
 
 
-def admit(
+def reserve(
     store: Store,
     phase_id: int,
     participant_id: int,
-    entries: list[tuple[str, int]],
+    entries: list[tuple[str, int | None]],
     quota: dict[str, Any],
     now: datetime | None = None,
+    status: str = "pending",
 ) -> list[Entry] | QuotaState:
-    """Admit (entry name, submission id) pairs as one submission of a participant to a phase, or refuse them all
-    (the `QuotaState` that refuses). Atomic: the participant's row is written first, which serialises concurrent
-    submissions of the same participant before the quota is counted."""
+    """Take places in a participant's quota for (entry name, submission id or None) pairs, all or none: their
+    entries (`pending`: reserved while a check runs, to be `confirm`ed or `release`d; `accepted`: ranked), or
+    the `QuotaState` that refuses them. Atomic: the participant's row is written first, which serialises
+    concurrent submissions of the same participant before the quota is counted."""
     now = now or utcnow()
     with store.session() as s:
         lock = update(Participant).where(Participant.id == participant_id).values(last_submitted_at=now)
@@ -186,7 +194,14 @@ def admit(
             s.rollback()
             return state
         rows = [
-            Entry(phase_id=phase_id, participant_id=participant_id, name=name, submission_id=sid, submitted_at=now)
+            Entry(
+                phase_id=phase_id,
+                participant_id=participant_id,
+                name=name,
+                submission_id=sid,
+                submitted_at=now,
+                status=status,
+            )
             for name, sid in entries
         ]
         s.add_all(rows)
@@ -194,11 +209,39 @@ def admit(
         return rows
 
 
+def admit(
+    store: Store,
+    phase_id: int,
+    participant_id: int,
+    entries: list[tuple[str, int]],
+    quota: dict[str, Any],
+    now: datetime | None = None,
+) -> list[Entry] | QuotaState:
+    """`reserve` of stored submissions, accepted at once."""
+    return reserve(store, phase_id, participant_id, entries, quota, now, status="accepted")
+
+
+def confirm(store: Store, entry_ids: list[int], submission_ids: list[int]) -> None:
+    """Reserved entries become accepted, each with its stored submission."""
+    with store.session() as s:
+        for entry_id, submission_id in zip(entry_ids, submission_ids, strict=True):
+            accept = update(Entry).where(Entry.id == entry_id).values(status="accepted", submission_id=submission_id)
+            s.execute(accept.execution_options(synchronize_session=False))
+
+
+def release(store: Store, entry_ids: list[int]) -> None:
+    """Give back reserved places (the check failed): the rows go, the quota is as it was."""
+    if entry_ids:
+        with store.session() as s:
+            s.execute(delete(Entry).where(Entry.id.in_(entry_ids), Entry.status == "pending"))
+
+
 def entries(store: Store, phase_id: int, participant_id: int | None = None) -> list[Entry]:
+    """A phase's accepted entries (of one participant)."""
     with store.session() as s:
         query = (
             select(Entry)
-            .where(Entry.phase_id == phase_id)
+            .where(Entry.phase_id == phase_id, Entry.status == "accepted")
             .options(selectinload(Entry.participant), selectinload(Entry.submission))
             .order_by(Entry.id)
         )
@@ -230,3 +273,96 @@ def private_scores(store: Store, run_ids: list[int]) -> dict[int, PrivateScore]:
         return {}
     with store.session() as s:
         return {row.run_id: row for row in s.scalars(select(PrivateScore).where(PrivateScore.run_id.in_(run_ids)))}
+
+
+# server tokens and uploads -----------------------------------------------------------------------------------
+
+
+def set_token_hash(store: Store, participant_id: int, token_hash: str | None) -> None:
+    """Store the hash of a participant's new token (the old one stops working), or None: revoked."""
+    with store.session() as s:
+        values = {"token_hash": token_hash, "token_created_at": utcnow() if token_hash else None}
+        s.execute(update(Participant).where(Participant.id == participant_id).values(**values))
+
+
+def participant_by_token(store: Store, competition_id: int, token_hash: str) -> Participant | None:
+    """The current participant of this competition whose token has this hash."""
+    with store.session() as s:
+        return s.scalar(
+            select(Participant).where(
+                Participant.token_hash == token_hash,
+                Participant.competition_id == competition_id,
+                Participant.removed_at.is_(None),
+            )
+        )
+
+
+def begin_upload(store: Store, participant_id: int, key: str, archive_sha256: str) -> tuple[Upload, bool]:
+    """The upload of this participant and idempotency key: a new one (`checking`), or the one made before."""
+    try:
+        with store.session() as s:
+            row = Upload(
+                participant_id=participant_id, idempotency_key=key, archive_sha256=archive_sha256, state="checking"
+            )
+            row.entry_ids = []
+            s.add(row)
+            s.flush()
+            return row, True
+    except IntegrityError:
+        with store.session() as s:
+            row = s.scalar(select(Upload).where(Upload.participant_id == participant_id, Upload.idempotency_key == key))
+        if row is None:  # deleted between the two statements (its archive was refused): take the key again
+            return begin_upload(store, participant_id, key, archive_sha256)
+        return row, False
+
+
+def finish_upload(
+    store: Store, upload_id: int, state: str, error: str | None = None, entry_ids: list[int] | None = None
+) -> None:
+    with store.session() as s:
+        values: dict[str, Any] = {"state": state, "error": error, "finished_at": utcnow()}
+        if entry_ids is not None:
+            values["entry_ids"] = entry_ids
+        s.execute(update(Upload).where(Upload.id == upload_id).values(**values))
+
+
+def set_upload_entries(store: Store, upload_id: int, entry_ids: list[int]) -> None:
+    with store.session() as s:
+        s.execute(update(Upload).where(Upload.id == upload_id).values(entry_ids=entry_ids))
+
+
+def forget_upload(store: Store, upload_id: int) -> None:
+    """Delete an upload whose archive was refused: nothing of it stays in the store."""
+    with store.session() as s:
+        s.execute(delete(Upload).where(Upload.id == upload_id))
+
+
+def uploads(store: Store, participant_id: int, state: str | None = None) -> list[Upload]:
+    with store.session() as s:
+        query = select(Upload).where(Upload.participant_id == participant_id).order_by(Upload.id)
+        if state is not None:
+            query = query.where(Upload.state == state)
+        return list(s.scalars(query))
+
+
+def checking_uploads(store: Store) -> list[Upload]:
+    """Uploads whose check has not finished (a restarted server takes them up again)."""
+    with store.session() as s:
+        return list(s.scalars(select(Upload).where(Upload.state == "checking").order_by(Upload.id)))
+
+
+def entries_by_id(store: Store, entry_ids: list[int]) -> list[Entry]:
+    if not entry_ids:
+        return []
+    with store.session() as s:
+        query = select(Entry).where(Entry.id.in_(entry_ids)).options(selectinload(Entry.submission))
+        return list(s.scalars(query.order_by(Entry.id)))
+
+
+def runs_of_submissions(store: Store, phase_id: int, submission_ids: list[int]) -> list[Run]:
+    """A phase's runs (any status) of these submissions: what a participant may see of their own."""
+    if not submission_ids:
+        return []
+    with store.session() as s:
+        query = _run_query().where(Run.phase_id == phase_id, Run.submission_id.in_(submission_ids))
+        return list(s.scalars(query.order_by(Run.id)))

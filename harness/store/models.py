@@ -238,11 +238,14 @@ class Participant(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     removed_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_submitted_at: Mapped[datetime | None] = mapped_column(DateTime)  # written first: the quota's lock
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # sha256 of their server token
+    token_created_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Entry(Base):
     """One submission of a participant to a phase: an entry point (`name`, unique per participant) of stored
-    content. Quotas count these rows; `selected` marks the ones a `selected` ranking may rank."""
+    content. Quotas count these rows; `selected` marks the ones a `selected` ranking may rank. A `pending`
+    entry is a reservation of the quota while its check runs (no submission yet); `accepted` ones are ranked."""
 
     __tablename__ = "entries"
     __table_args__ = (Index("ix_entries_quota", "phase_id", "participant_id", "submitted_at"),)
@@ -251,12 +254,31 @@ class Entry(Base):
     phase_id: Mapped[int] = mapped_column(ForeignKey("phases.id"))
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
     name: Mapped[str] = mapped_column(String(200))
-    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), index=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id"), index=True)
     submitted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="accepted", server_default="accepted")
 
     participant: Mapped[Participant] = relationship()
-    submission: Mapped[Submission] = relationship()
+    submission: Mapped[Submission | None] = relationship()
+
+
+class Upload(Base):
+    """A project the submission server took from a participant, once per idempotency key: its state
+    (checking, queued, rejected), the check's error, and the entries it made."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (UniqueConstraint("participant_id", "idempotency_key", name="uq_upload_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    archive_sha256: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    entry_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class PrivateScore(Base):
