@@ -232,3 +232,26 @@ def test_one_claimer_wins_a_stale_claim_among_concurrent_reclaimers(pg_url):
     winners = [c for c in claims if c is not None]
     assert winners == [stale] and store.get_run(stale).attempt == 2
     assert [r.id for r in store.runs()] == winners
+
+
+def test_a_participant_s_quota_holds_under_concurrent_reservations(pg_url):
+    """Sixteen concurrent reservations of one place each against a daily quota of 3: exactly three are taken
+    (the participant's row is written first, which serialises them on PostgreSQL as on SQLite)."""
+    from harness.store.competitions import add_participant, competition, register, reserve
+
+    store = Store(pg_url)
+    register(store, "pg-cup", "PG cup", "d" * 64, "/bundle", {}, ["final"])
+    row = competition(store, "pg-cup")
+    phase_id = row.phases[0].id
+    person = add_participant(store, row.id, "ann", None)
+    barrier = threading.Barrier(16)
+
+    def take(_: int) -> bool:
+        barrier.wait()
+        return isinstance(reserve(store, phase_id, person.id, [("m", None)], {"per_day": 3}), list)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        taken = list(pool.map(take, range(16)))
+    assert sum(taken) == 3
+    with store.session() as s:
+        assert s.execute(text("SELECT count(*) FROM entries WHERE status = 'pending'")).scalar() == 3
