@@ -73,10 +73,14 @@ def show(name: Annotated[str, typer.Argument(help="The competition.")], as_json:
         typer.echo(
             f"  phase {phase['name']}: {phase['state']}; {phase['opens']} → {phase['closes']}; track {phase['track']} "
             f"on {phase['dataset']}; public {phase['public_fraction']:.0%}; ranking {phase['ranking']}; quota "
-            f"{quota.get('per_day') or '∞'}/day, {quota.get('per_phase') or '∞'}/phase; {phase['entries']} entries"
+            f"{_limit(quota.get('per_day'))}/day, {_limit(quota.get('per_phase'))}/phase; {phase['entries']} entries"
         )
     people = ", ".join(p["name"] + (f" ({p['team']})" if p["team"] else "") for p in info["participants"])
     typer.echo(f"  participants: {people or 'none'}")
+
+
+def _limit(value: int | None) -> str:
+    return "no limit" if value is None else str(value)
 
 
 @competition_app.command("list")
