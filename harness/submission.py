@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,31 +218,50 @@ def copy_source(path: Path, dest: Path) -> None:
         shutil.copy2(file, target)
 
 
-def install(path: Path, digest: str) -> Path:
-    """Install the submission into `$HARNESS_HOME/sites/<hash>` (once per content hash); return that folder."""
+# How a submission is built: `installer(source, staging)` runs `pip install` of the folder `source` (a copy
+# of the submission, its own to write into) with `--target` the folder `staging`, and returns pip's exit status
+# and output. Building runs the project's code (setup.py, an in-tree build backend, ...): the default builds
+# on this host, for code one trusts; the docker runner's installer builds in its sandbox.
+Installer = Callable[[Path, Path], tuple[int, str]]
+
+
+def pip_arguments(source: str, target: str) -> list[str]:
+    """The arguments of `python -m pip` that install a submission: no dependencies, no build isolation (the
+    build tools of this environment), no byte-code."""
+    return [
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-compile",
+        "--disable-pip-version-check",
+        "--target",
+        target,
+        source,
+    ]
+
+
+def host_installer(source: Path, staging: Path) -> tuple[int, str]:
+    """Build and install on this host, with this interpreter's pip: the submission's build code runs here."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *pip_arguments(str(source), str(staging))], capture_output=True, text=True
+    )
+    return proc.returncode, proc.stderr or proc.stdout
+
+
+def install(path: Path, digest: str, installer: Installer | None = None) -> Path:
+    """Install the submission into `$HARNESS_HOME/sites/<hash>` (once per content hash); return that folder.
+    `installer` builds it (default: `host_installer`); a site that exists is not built again."""
     site = settings().sites_dir / digest
+    build = installer or host_installer
 
     def pip_install(staging: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="harness-src-") as tmp:
             source = Path(tmp) / "src"
             copy_source(path, source)  # builds write into the copy, never into the participant's folder
-            cmd = [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-deps",
-                "--no-build-isolation",
-                "--no-compile",
-                "--disable-pip-version-check",
-                "--target",
-                str(staging),
-                str(source),
-            ]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-12:])
+            returncode, output = build(source, staging)
+        if returncode != 0:
+            tail = "\n".join(output.strip().splitlines()[-12:])
             raise SubmissionError(
                 f"{path}: `pip install` of the submission failed:\n{tail}",
                 "make sure `pip install .` works in the submission folder",

@@ -13,7 +13,7 @@ from harness.measure.environment import default_threads
 from harness.sandbox.job import IngestJob
 from harness.sandbox.measurements import Complexity, Rejected
 from harness.service.jobs import mac_inputs, track_fields
-from harness.submission import SUBMISSIONS, content_hash, install, read_manifest
+from harness.submission import SUBMISSIONS, Installer, content_hash, install, read_manifest
 from harness.tracks import TrackCard, get_card
 
 
@@ -60,16 +60,17 @@ def check(
 ) -> list[CheckReport]:
     """Validate a submission folder without storing anything: manifest, install, entry points, one batch
     through output validation, params/MACs/bytes, and the track's rules. One report per entry point.
-    The submission's code runs through `runner` (default local: a participant checking their own code)."""
+    The submission's code runs through `runner` (default local: a participant checking their own code), and so
+    does its build: with the docker runner, `pip install` of the project runs in the sandbox too."""
     from harness.datasets import materialize
     from harness.runners import get_runner
 
     manifest = read_manifest(path)
     card = get_card(manifest.track)
-    site = install(manifest.path, content_hash(manifest.path))
+    runner_impl = get_runner(runner or "local")
+    site = install(manifest.path, content_hash(manifest.path), installer=runner_installer(runner_impl, time_limit_s))
     found = SUBMISSIONS.entries(site)
     split = materialize(card.dataset, card.split) if card.mac_images and not input_sizes else None
-    runner_impl = get_runner(runner or "local")
     reports = []
     for name in manifest.entry_points:
         if name not in found:
@@ -84,6 +85,15 @@ def check(
         }
         reports.append(_check_entry(card, name, site, job_fields, runner_impl, time_limit_s, bool(input_sizes)))
     return reports
+
+
+def runner_installer(runner: Any, time_limit_s: float = 600) -> Installer | None:
+    """How a submission checked through `runner` is built: in its sandbox when it offers an installer (the
+    docker runner: building runs the project's code), else on this host (`harness.submission.host_installer`).
+    `check` installs with it; the site it makes is content-addressed, so a later `install` of the same content
+    (`store_submission`) finds it and builds nothing."""
+    make = getattr(runner, "installer", None)
+    return make(time_limit_s) if callable(make) else None
 
 
 def _check_entry(

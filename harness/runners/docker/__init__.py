@@ -5,7 +5,8 @@ its frames and the log (`session`), stops the container at its time limit or on 
 how the step ended (`harness.runners.base.classify`), and hands back the phase markers as the host timed
 them, for `harness.verify`'s timing check. A sandbox that docker cannot start at all raises `HarnessError`:
 that is a fault of the set-up, not of the submission, and the queue should stop rather than fail every run.
-The isolation is described in `command`; docker/README.md says how to build the image. The `docker run` client
+The isolation is described in `command`; a submission's build runs in the same sandbox (`install`,
+`DockerRunner.installer`); docker/README.md says how to build the image. The `docker run` client
 runs on a leash (`harness.runners.leash`): when the evaluator dies, even by SIGKILL, the container is removed.
 """
 
@@ -33,6 +34,7 @@ from harness.runners.docker.command import (
     quiet,
     run_argv,
 )
+from harness.runners.docker.install import INSTALL_TIME_LIMIT_S, SandboxInstaller
 from harness.runners.docker.session import SessionRecord, read_frames, read_log
 from harness.runners.leash import leashed
 from harness.sandbox.job import IngestJob
@@ -63,6 +65,10 @@ class DockerRunner(BaseRunner):
         self, job: IngestJob, name: str, job_file: Path, inner: list[str] | None = None, deadline_s: float = 3600.0
     ) -> list[str]:
         return run_argv(self.image, self.limits, job, name, job_file, inner, deadline_s, self.docker)
+
+    def installer(self, time_limit_s: float = INSTALL_TIME_LIMIT_S) -> SandboxInstaller:
+        """The `harness.submission.Installer` that builds a submission in this runner's sandbox (`install`)."""
+        return SandboxInstaller(self.image, self.limits, time_limit_s, self.docker)
 
     def run(self, job: IngestJob, time_limit_s: float) -> IngestResult:
         out_dir = Path(job.out_dir)

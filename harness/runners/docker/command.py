@@ -9,7 +9,8 @@ Mounts, all read-only: the job file, the split's inputs, the calibration inputs,
 folder, the harness package, and for a host-built image (`org.harness.python=host`) the host's interpreter and
 virtual environment. Never the hidden ground truth, the store or `HARNESS_HOME`: the runner refuses to start
 when a mount would expose one of them. Writable: `/out` and `/tmp`, size-capped tmpfs charged to the
-container's memory. docker/README.md says more.
+container's memory. A submission's build runs under the same isolation (`install`), whose one writable mount is
+a fresh staging folder. docker/README.md says more.
 """
 
 from __future__ import annotations
@@ -134,11 +135,21 @@ def mounts(image: SandboxImage, job: IngestJob, job_file: Path) -> list[tuple[st
     if job.calibration_dir:
         pairs.append((job.calibration_dir, "/calibration"))
     pairs.append((str(Path(harness.__file__).resolve().parent), f"{HARNESS_MOUNT}/harness"))
-    if image.python == "host":
-        prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
-        pairs.extend((p, p) for p in sorted(prefixes))
+    return checked_mounts(pairs + interpreter_mounts(image), job.inputs_dir)
+
+
+def interpreter_mounts(image: SandboxImage) -> list[tuple[str, str]]:
+    """For a host-built image: the host's interpreter and virtual environment, at their host paths."""
+    if image.python != "host":
+        return []
+    prefixes = {os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}
+    return [(p, p) for p in sorted(prefixes)]
+
+
+def checked_mounts(pairs: list[tuple[str, str]], inputs_dir: str | None = None) -> list[tuple[str, str]]:
+    """The pairs with resolved host paths, once none would expose a secret and each is readable by the sandbox."""
     resolved = [(str(Path(host).resolve()), target) for host, target in pairs]
-    _refuse_exposing_secrets(job, [host for host, _ in resolved])
+    _refuse_exposing_secrets(inputs_dir, [host for host, _ in resolved])
     for host, _ in resolved:
         _readable_by_sandbox(Path(host))
     return resolved
@@ -156,13 +167,10 @@ def run_argv(
 ) -> list[str]:
     """The full `docker run` command line of one job (or, with `inner`, of a self-test). `deadline_s`: the
     supervisor ends the container by itself after this long, should the host's runner die."""
-    uid = random.SystemRandom().choice(SANDBOX_UIDS)
+    uid = sandbox_uid()
     python = sys.executable if image.python == "host" else image.python
-    argv = [docker, "run", "--name", name, "--label", f"{CONTAINER_LABEL}=1", *_isolation(limits, job, uid)]
-    for host, target in mounts(image, job, job_file):
-        if "," in host or "," in target:
-            raise HarnessError(f"cannot mount {host} into the sandbox: docker's --mount syntax forbids commas")
-        argv += ["--mount", f"type=bind,source={host},target={target},readonly"]
+    argv = [docker, "run", "--name", name, "--label", f"{CONTAINER_LABEL}=1", *isolation(limits, job.threads, uid)]
+    argv += mount_flags(mounts(image, job, job_file))
     env = {
         "HOME": "/tmp",
         "USER": "sandbox",
@@ -184,9 +192,26 @@ def run_argv(
     return argv + supervisor + ["--deadline", f"{deadline_s:.0f}"]
 
 
-def _isolation(limits: DockerLimits, job: IngestJob, uid: int) -> list[str]:
-    """The flags that lock the container down (see the module docstring)."""
-    cpus = limits.cpus or max(1, job.threads)
+def mount_flags(pairs: list[tuple[str, str]], writable: frozenset[str] = frozenset()) -> list[str]:
+    """`--mount` flags of bind mounts, read-only but for the container paths in `writable`."""
+    flags = []
+    for host, target in pairs:
+        if "," in host or "," in target:
+            raise HarnessError(f"cannot mount {host} into the sandbox: docker's --mount syntax forbids commas")
+        mode = "" if target in writable else ",readonly"
+        flags += ["--mount", f"type=bind,source={host},target={target}{mode}"]
+    return flags
+
+
+def sandbox_uid() -> int:
+    """A fresh non-root uid for one container (see `SANDBOX_UIDS`)."""
+    return random.SystemRandom().choice(SANDBOX_UIDS)
+
+
+def isolation(limits: DockerLimits, threads: int, uid: int, tmp_bytes: int | None = None) -> list[str]:
+    """The flags that lock the container down (see the module docstring); `tmp_bytes`: the /tmp tmpfs's size
+    when not the limits' own (a sandboxed install builds there)."""
+    cpus = limits.cpus or max(1, threads)
     return [
         "--network",
         "none",
@@ -222,7 +247,7 @@ def _isolation(limits: DockerLimits, job: IngestJob, uid: int) -> list[str]:
         "--tmpfs",
         f"/out:rw,nosuid,nodev,noexec,size={limits.output_bytes},mode=0700,uid={uid},gid={uid}",
         "--tmpfs",
-        f"/tmp:rw,nosuid,nodev,size={limits.tmp_bytes},mode=1777",
+        f"/tmp:rw,nosuid,nodev,size={tmp_bytes or limits.tmp_bytes},mode=1777",
     ]
 
 
@@ -251,7 +276,7 @@ def _readable_by_sandbox(path: Path) -> None:
     )
 
 
-def _refuse_exposing_secrets(job: IngestJob, sources: list[str]) -> None:
+def _refuse_exposing_secrets(inputs_dir: str | None, sources: list[str]) -> None:
     """No mount may contain the store, the harness home or the split's hidden ground truth."""
     from harness.config import db_url, harness_home
 
@@ -259,8 +284,8 @@ def _refuse_exposing_secrets(job: IngestJob, sources: list[str]) -> None:
     url = db_url()
     if url.startswith("sqlite:///"):
         secrets.append(Path(url.removeprefix("sqlite:///")).resolve())
-    if job.inputs_dir:
-        secrets.append(Path(job.inputs_dir).resolve().parent / "hidden")
+    if inputs_dir:
+        secrets.append(Path(inputs_dir).resolve().parent / "hidden")
     for source in sources:
         for secret in secrets:
             if secret == Path(source) or Path(source) in secret.parents:
