@@ -19,7 +19,9 @@ from typing import IO, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from harness.config import settings
 from harness.errors import CompetitionError, HarnessError, UploadError
@@ -70,12 +72,25 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.middleware("http")(_guard(config, limits))
     app.exception_handler(ApiError)(_api_error)
     app.exception_handler(HarnessError)(_harness_error)
+    app.exception_handler(StarletteHTTPException)(_http_error)
+    app.exception_handler(RequestValidationError)(_validation_error)
     _routes(app, config)
     return app
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
     return _json_error(exc.status, exc.error, exc.fix, exc.headers)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's own answers (no such route, a method the route lacks) in the API's error shape."""
+    error = {404: f"no route {request.method} {request.url.path}", 405: f"{request.method} is not allowed here"}
+    return _json_error(exc.status_code, error.get(exc.status_code, str(exc.detail)), "see /docs", exc.headers)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5])
+    return _json_error(422, f"the request does not fit the route: {problems}", "see /docs")
 
 
 async def _harness_error(request: Request, exc: HarnessError) -> Response:

@@ -53,11 +53,29 @@ def take_upload(
         reserved = reserve_places(store, view, person, manifest)
         set_upload_entries(store, upload.id, [entry.id for entry in reserved])
         (folder / "phase").write_text(view.spec.name)
+    except HarnessError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        forget_upload(store, upload.id)
+        raise _without_paths(exc, folder) from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         forget_upload(store, upload.id)
         raise
     return upload_status(store, _upload(store, upload.id)), True
+
+
+def _without_paths(exc: HarnessError, folder: Path) -> HarnessError:
+    """The same error, naming files relative to the uploaded project: a participant learns nothing of the
+    server's folders."""
+
+    def strip(text: str | None) -> str | None:
+        if text is None:
+            return None
+        return text.replace(str(folder / "project") + "/", "").replace(str(folder / "project"), "the project")
+
+    clean = type(exc).__new__(type(exc))
+    HarnessError.__init__(clean, strip(exc.message) or "", strip(exc.hint))
+    return clean
 
 
 def _file_sha256(path: Path) -> str:
