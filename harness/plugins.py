@@ -65,12 +65,32 @@ def load_target(target: str, site_dir: Path | None = None, where: str = "", erro
 
 def entry_points(group: str, site_dir: Path | None = None) -> list[Entry]:
     """The entry points of `group` of the installed distributions, or of those installed in `site_dir`."""
-    dists = metadata.distributions(path=[str(site_dir)]) if site_dir else metadata.distributions()
-    found = []
+    return list(_scan(str(site_dir) if site_dir else None).get(group, ()))
+
+
+# Reading every installed distribution's metadata costs tens of milliseconds; a server asks many times a second.
+# A scan is kept until a folder it read changes (installing or removing a distribution changes its folder's
+# modification time): the folders of sys.path, or the one site folder.
+_scans: dict[str | None, tuple[tuple, dict[str, list[Entry]]]] = {}
+
+
+def _scan(site_dir: str | None) -> dict[str, list[Entry]]:
+    import os
+    import sys
+
+    folders = [site_dir] if site_dir else list(sys.path)
+    stamp = tuple((folder, os.stat(folder).st_mtime_ns if os.path.isdir(folder) else None) for folder in folders)
+    kept = _scans.get(site_dir)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    dists = metadata.distributions(path=[site_dir]) if site_dir else metadata.distributions()
+    groups: dict[str, list[Entry]] = {}
     for dist in dists:
         source = dist.metadata["Name"] or "?"
-        found.extend(Entry(ep.name, ep.value, source) for ep in dist.entry_points if ep.group == group)
-    return found
+        for ep in dist.entry_points:
+            groups.setdefault(ep.group, []).append(Entry(ep.name, ep.value, source))
+    _scans[site_dir] = (stamp, groups)
+    return groups
 
 
 class Registry(Generic[T]):
