@@ -397,7 +397,7 @@ def complete(
     try:
         reports = check(path, runner=runner)
         refuse_faults(reports)
-        results = store_submission(path, store, reports={r.name: r for r in reports}, competition=True)
+        results = store_submission(path, store, reports={r.name: r for r in reports}, competition=True, runner=runner)
         stored = {result.name: result for result in results}
         confirm(store, ids, [stored[entry.name].id for entry in reserved])
     except BaseException:

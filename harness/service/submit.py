@@ -40,7 +40,7 @@ def submit(path: Path, store: Any = None, runner: str | None = None) -> list[Sub
     refuse_taken_names(store, manifest, list(manifest.entry_points))
     reports = check(path, runner=runner)
     refuse_faults(reports)
-    return store_submission(path, store, reports={r.name: r for r in reports})
+    return store_submission(path, store, reports={r.name: r for r in reports}, runner=runner)
 
 
 def refuse_faults(reports: Sequence[Any]) -> None:
@@ -60,12 +60,14 @@ def store_submission(
     reports: dict[str, Any] | None = None,
     entries: Sequence[str] | None = None,
     competition: bool = False,
+    runner: str | None = None,
 ) -> list[SubmitResult]:
     """Store an immutable content-hashed copy of a project, install it into its own site folder, and queue its
     entry points (all, or `entries`). `reports` are their check reports, whose complexity figures the rows keep;
     `submit` checks first. Called without reports (no check, no figures) only by tools that trust the code.
     A `competition` submission is not queued for its track's own boards (its phase evaluates it) and its names
-    belong to its participant (`harness.service.competitions`), not to a project."""
+    belong to its participant (`harness.service.competitions`), not to a project. The project is built as
+    `runner` builds it (docker: in its sandbox), should its content differ from what the check built."""
     from harness.store import open_store
 
     store = store or open_store()
@@ -76,7 +78,7 @@ def store_submission(
     digest = content_hash(manifest.path)
     stored = submissions_dir() / digest
     publish_dir(stored, lambda staging: copy_source(manifest.path, staging))
-    site = install(stored, digest)
+    site = install(stored, digest, installer=_installer(runner))
     results = []
     for name in names:
         report = (reports or {}).get(name)
@@ -98,6 +100,15 @@ def store_submission(
         )
         results.append(SubmitResult(row.id, row.name, row.track, digest, created, str(stored)))
     return results
+
+
+def _installer(runner: str | None) -> Any:
+    if runner is None:
+        return None
+    from harness.runners import get_runner
+    from harness.service.check import runner_installer
+
+    return runner_installer(get_runner(runner))
 
 
 def _distribution(name: str) -> str:
