@@ -121,9 +121,11 @@ def _competition(store: Any, name: str) -> Any:
 
 
 def _bundle(row: Any) -> Any:
-    from harness.competitions.bundle import load_bundle
+    """The registered bundle, from its stored spec over its kept copy (its cards and data folders checked; its
+    files are hashed again only before an evaluation reads them: `_phase_split`)."""
+    from harness.competitions.bundle import bundle_from_dict
 
-    return load_bundle(Path(row.bundle_path))
+    return bundle_from_dict(row.spec, Path(row.bundle_path))
 
 
 def phase_view(store: Any, competition: str, phase: str | None = None, now: datetime | None = None) -> PhaseView:
