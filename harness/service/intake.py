@@ -119,13 +119,17 @@ def check_upload(store: Any, competition: str, upload_id: int, runner: str = "do
     """Check an upload's project (in the sandbox), store it and accept its reserved entries; or reject it with
     the error (its places go back to the quota). Its folder goes either way. Returns the final state."""
     from harness.service.competitions import _participant, complete, phase_view
-    from harness.store.competitions import entries_by_id, finish_upload
+    from harness.store.competitions import entries_by_id, finish_upload, release
     from harness.store.models import Participant
 
     upload = _upload(store, upload_id)
     folders = sorted(settings().uploads_dir.glob(f"{upload_id}-*"))
-    if upload is None or upload.state != "checking" or not folders:
+    if upload is None or upload.state != "checking":
         return upload.state if upload is not None else "missing"
+    if not folders:  # the server stopped between taking it and unpacking it: nothing to check
+        release(store, list(upload.entry_ids))
+        finish_upload(store, upload_id, "failed", "the server lost this upload before checking it; submit it again")
+        return "failed"
     folder = folders[0]
     try:
         with store.session() as s:
