@@ -50,30 +50,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 COMPETITION = "bench-cup"
-TINY_CNN = """
-import torch
-from torch import nn
-
-from harness.contract import wrap_classifier
-
-
-class TinyCNN(nn.Module):
-    def __init__(self, num_classes=10):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        )
-        self.head = nn.Linear(16, num_classes)
-
-    def forward(self, x):
-        return self.head(self.features(x).flatten(1))
-
-
-def build(ctx):
-    torch.manual_seed(0)
-    return wrap_classifier(TinyCNN(ctx.num_classes or 10))
-"""
 
 
 # --- the bare endpoint (run in its own process: `bench_server.py --serve-bare PORT DIR`) -------------------------
@@ -121,29 +97,9 @@ def harness_cli(env: dict[str, str], *args: str) -> str:
 
 def write_bundle(root: Path) -> Path:
     """The digits classification competition of the CLI tests, with no quota."""
-    from harness.datasets.digits import write_split
+    from tests.competition_fixtures import digits_bundle
 
-    folder = root / "cup"
-    write_split(folder / "data" / "test", "test")
-    (folder / "competition.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            name = "{COMPETITION}"
-            title = "Server benchmark cup"
-            description = "Classify handwritten digits."
-
-            [[phases]]
-            name = "dev"
-            track = "classification"
-            dataset = "data/test"
-            opens = 2026-01-01T00:00:00Z
-            closes = 2099-01-01T00:00:00Z
-            public_fraction = 0.3
-            ranking = "best"
-            """
-        )
-    )
-    return folder
+    return digits_bundle(root, name=COMPETITION, per_day=None)
 
 
 def write_project(root: Path, index: int, size: int) -> Path:
@@ -154,7 +110,9 @@ def write_project(root: Path, index: int, size: int) -> Path:
     folder = root / name
     package = f"{name}_pkg"
     (folder / package).mkdir(parents=True)
-    (folder / package / "__init__.py").write_text(TINY_CNN)
+    from tests.conftest import TINY_CNN  # the tiny CNN of the test suite
+
+    (folder / package / "__init__.py").write_text(textwrap.dedent(TINY_CNN))
     (folder / "pyproject.toml").write_text(
         f"""[build-system]
 requires = ["setuptools>=61"]

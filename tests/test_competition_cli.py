@@ -8,40 +8,15 @@ import json
 import multiprocessing
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
+from tests.competition_fixtures import digits_bundle
 from tests.conftest import make_submission, run_cli
 
 
 def _bundle(root: Path, per_day: int = 1, ranking: str = "best", extra: str = "") -> Path:
     """A classification competition whose hidden test set is a folder of the bundle (the digits test split)."""
-    from harness.datasets.digits import write_split
-
-    folder = root / "cup"
-    write_split(folder / "data" / "test", "test")
-    (folder / "competition.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            name = "digits-cup"
-            title = "Digits cup"
-            description = "Classify handwritten digits."
-
-            [[phases]]
-            name = "dev"
-            track = "classification"
-            dataset = "data/test"
-            opens = 2026-01-01T00:00:00Z
-            closes = 2099-01-01T00:00:00Z
-            public_fraction = 0.3
-            ranking = "{ranking}"
-            {extra}
-            [phases.quota]
-            per_day = {per_day}
-            """
-        )
-    )
-    return folder
+    return digits_bundle(root, per_day=per_day, ranking=ranking, extra=extra)
 
 
 def _cli(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.CompletedProcess:

@@ -8,25 +8,14 @@ from __future__ import annotations
 import json
 import shutil
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
+from tests.competition_fixtures import bob_submission
 from tests.conftest import ROOT, run_cli
 
 EXAMPLE = ROOT / "competitions" / "smallobj-sprint"
 COMPETITION = "smallobj-sprint"
-
-
-def _bob_submission(root: Path) -> Path:
-    """Bob's own project: the default-anchor Faster R-CNN under his own project and entry-point name."""
-    folder = root / "bob"
-    shutil.copytree(ROOT / "submissions" / "fasterrcnn" / "fasterrcnn_ref", folder / "fasterrcnn_ref")
-    text = (ROOT / "submissions" / "fasterrcnn" / "pyproject.toml").read_text()
-    lines = [line for line in text.splitlines() if not line.startswith("fasterrcnn_small =")]
-    text = "\n".join(lines).replace("fasterrcnn_default =", "bob_frcnn =").replace("harness-fasterrcnn-ref", "bob-det")
-    (folder / "pyproject.toml").write_text(text + "\n")
-    return folder
 
 
 def _private_values(db_url: str) -> list[float]:
@@ -97,7 +86,7 @@ def test_a_competition_from_bundle_to_final_board(harness_env, tmp_path):
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "daily quota is 3 submission(s): 2 made today" in refused.stderr
     assert f"the next submission is allowed at {tomorrow} 00:00 UTC" in refused.stderr
-    bob = json.loads(cli("submit", str(_bob_submission(tmp_path)), "-c", COMPETITION, "--as", "bob", "--json").stdout)
+    bob = json.loads(cli("submit", str(bob_submission(tmp_path)), "-c", COMPETITION, "--as", "bob", "--json").stdout)
     assert [e["entry"] for e in bob] == ["bob_frcnn"]
 
     # Evaluation: every entry and baseline once (alice's entries are the baselines' content: the same runs).
@@ -149,7 +138,7 @@ def test_a_competition_from_bundle_to_final_board(harness_env, tmp_path):
         assert row["private"]["value"] in private and row["public"]["value"] is not None
         assert row["private"]["value"] != row["public"]["value"]
         assert row["private"]["interval"][0] <= row["private"]["value"] <= row["private"]["interval"][1]
-    late = cli("submit", str(_bob_submission(tmp_path / "again")), "-c", COMPETITION, "--as", "bob", ok=False)
+    late = cli("submit", str(bob_submission(tmp_path / "again")), "-c", COMPETITION, "--as", "bob", ok=False)
     assert late.returncode == 2 and "it is closed" in late.stderr
 
 

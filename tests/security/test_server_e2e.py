@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,30 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.competition_fixtures import bob_submission, smallobj_folder
 from tests.conftest import ROOT, run_cli
 from tests.security.conftest import SANDBOX_ENV
 
 COMPETITION = "tiny-sprint"
 
 
-def _dataset_folder(dest: Path, count: int = 16) -> None:
-    """A bundle's own hidden test set: the first images of the small-object test split, with their truth."""
-    from harness.datasets import materialize
-    from harness.kinds import get_kind
-
-    split = materialize("smallobj", "test")
-    index = split.index()
-    ids, files = index["ids"][:count], index["files"][:count]
-    (dest / "inputs").mkdir(parents=True)
-    for name in files:
-        shutil.copyfile(split.inputs_dir / name, dest / "inputs" / name)
-    (dest / "inputs" / "index.json").write_text(json.dumps({**index, "ids": ids, "files": files}))
-    get_kind("detection").subset_truth(split.hidden_dir, ids, dest / "hidden")
-
-
 def _bundle(root: Path) -> Path:
     folder = root / "sprint"
-    _dataset_folder(folder / "data" / "test")
+    smallobj_folder(folder / "data" / "test")
     (folder / "competition.toml").write_text(
         f"""name = "{COMPETITION}"
 title = "Tiny sprint"
@@ -59,16 +44,6 @@ public_fraction = 0.5
 per_day = 3
 """
     )
-    return folder
-
-
-def _bob(root: Path) -> Path:
-    folder = root / "bob"
-    shutil.copytree(ROOT / "submissions" / "fasterrcnn" / "fasterrcnn_ref", folder / "fasterrcnn_ref")
-    text = (ROOT / "submissions" / "fasterrcnn" / "pyproject.toml").read_text()
-    lines = [line for line in text.splitlines() if not line.startswith("fasterrcnn_small =")]
-    text = "\n".join(lines).replace("fasterrcnn_default =", "bob_frcnn =").replace("harness-fasterrcnn-ref", "bob-det")
-    (folder / "pyproject.toml").write_text(text + "\n")
     return folder
 
 
@@ -138,7 +113,8 @@ def test_participants_submit_through_the_server_and_a_worker_evaluates(docker_im
             "submit", str(ROOT / "submissions" / "fasterrcnn"), "--server", url, "--json",
             extra={"HARNESS_TOKEN": tokens["alice"]},
         )  # fmt: skip
-        bob = cli("submit", str(_bob(tmp_path)), "--server", url, "--json", extra={"HARNESS_TOKEN": tokens["bob"]})
+        bob_dir = str(bob_submission(tmp_path))
+        bob = cli("submit", bob_dir, "--server", url, "--json", extra={"HARNESS_TOKEN": tokens["bob"]})
         assert json.loads(alice.stdout)["state"] == "queued", alice.stdout
         assert json.loads(bob.stdout)["state"] == "queued", bob.stdout
 
