@@ -1,6 +1,7 @@
-"""A reference-like classifier for variant tests: a reference submission of `submissions/` when one is there,
-otherwise a small conv net (conv + batch norm + ReLU blocks, global pooling, linear head) trained on the
-digits dataset in about ten seconds and written as a real submission project."""
+"""A reference-like classifier for variant tests: a reference submission of `submissions/` when one is there
+(trained on shapetex, the classification track's default data since version 3), otherwise a small conv net
+(conv + batch norm + ReLU blocks, global pooling, linear head) trained on the digits dataset in about ten
+seconds and written as a real submission project. `classifier_split` gives the data each was trained for."""
 
 from __future__ import annotations
 
@@ -48,6 +49,27 @@ MODEL_SOURCE = """
             model.load_state_dict(load_file(str(WEIGHTS)))
         return wrap_classifier(model)
 """
+
+
+def is_reference(folder: Path) -> bool:
+    return folder.parent == ROOT / "submissions"
+
+
+def num_classes_of(folder: Path) -> int:
+    """The class count the classifier in `folder` was trained for: 50 (shapetex) or 10 (digits)."""
+    return 50 if is_reference(folder) else 10
+
+
+def classifier_split(folder: Path, split: str, limit: int = 1000) -> tuple[list[np.ndarray], np.ndarray]:
+    """The first `limit` images and labels of the data the classifier in `folder` was trained for: shapetex
+    for a reference (its test split or, for calibration, its train split), digits for the DigitNet."""
+    if not is_reference(folder):
+        images, labels = digits_split(split)
+        return images[:limit], labels[:limit]
+    from harness.datasets.shapetex import load_shapetex_split
+
+    images, labels = load_shapetex_split(split)
+    return list(images[:limit]), labels[:limit]
 
 
 def digits_split(split: str) -> tuple[list[np.ndarray], np.ndarray]:
@@ -160,4 +182,4 @@ def load_predictor(folder: Path):
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return getattr(module, attr)(BuildContext(track="classification", num_classes=10))
+    return getattr(module, attr)(BuildContext(track="classification", num_classes=num_classes_of(folder)))
