@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCES = ("gtsnet", "mobilenet_v2")
 
 MODEL_SOURCE = """
     from pathlib import Path
@@ -155,12 +154,10 @@ def write_trained_submission(folder: Path, epochs: int = 6, seed: int = 0) -> Pa
 
 
 def reference_classifier(scratch: Path) -> Path:
-    """A reference classifier submission of the repository when present, else the trained DigitNet (trained
-    once per `scratch` folder: pass the session's base temporary folder to share it between modules)."""
-    for name in REFERENCES:
-        folder = ROOT / "submissions" / name
-        if (folder / "pyproject.toml").is_file():
-            return folder
+    """The trained DigitNet (trained once per `scratch` folder: pass the session's base temporary folder to
+    share it between modules). The variant tests are not about the default data: since track version 3 the
+    repository's references are trained on shapetex, where int8's top-1 agreement with float32 is lower
+    (gtsnet, FX flow: 0.93 on 1,000 test images), so these tests keep a digits classifier and the digits data."""
     folder = scratch / "digitnet"
     if (folder / "digitnet_pkg" / "weights.safetensors").is_file():
         return folder

@@ -127,6 +127,8 @@ def test_int8_cpu_keeps_the_metric_of_a_reference_classifier(harness_env, tmp_pa
         "evaluate",
         "--track",
         "classification",
+        "--dataset",
+        "digits",  # the DigitNet's data (tests/digits_classifier.py)
         "-v",
         "fp32",
         "-v",
@@ -142,12 +144,12 @@ def test_int8_cpu_keeps_the_metric_of_a_reference_classifier(harness_env, tmp_pa
     fp32, int8, ort = runs["fp32"], runs["int8-cpu"], runs["onnxruntime"]
     for run in runs.values():
         assert run["status"] == "ok", run["error"]
-    assert fp32["metrics"]["top1"] > 0.6  # gtsnet on shapetex (50 classes)
+    assert fp32["metrics"]["top1"] > 0.9
     assert abs(int8["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 0.01, (fp32["metrics"], int8["metrics"])
     assert int8["bytes"] < fp32["bytes"] / 2.5 and int8["params"] == fp32["params"]
     assert int8["details"]["variant_info"]["int8"]["flow"] in ("pt2e", "fx")
     assert int8["details"]["crosscheck"]["consistent"] and int8["details"]["crosscheck"]["reduced_precision"]
-    assert abs(ort["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 3 / 10_000
+    assert abs(ort["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 1 / 360
     assert ort["details"]["variant_info"]["onnxruntime"]["providers"] == ["CPUExecutionProvider"]
 
     compared = run_cli("compare", str(fp32["run_id"]), str(int8["run_id"]), str(ort["run_id"]), env=harness_env)
