@@ -21,9 +21,10 @@ def test_check_submit_evaluate_leaderboard(harness_env, tmp_path):
     assert checked.returncode == 0, checked.stderr
     report = json.loads(checked.stdout)
     assert report["name"] == "tiny" and report["track"] == "classification" and report["ok"] is True
-    # Conv 3->8 3x3 at 32x32 (221,184) + conv 8->16 3x3 at 16x16 (294,912) + linear 16->10 (160).
-    assert report["macs"]["32x32"] == 3 * 8 * 9 * 32 * 32 + 8 * 16 * 9 * 16 * 16 + 16 * 10
-    assert report["params"] == (3 * 8 * 9 + 8) + (8 * 16 * 9 + 16) + (16 * 10 + 10)
+    # Conv 3->8 3x3 at 32x32 (221,184) + conv 8->16 3x3 at 16x16 (294,912) + linear 16->50 (800): the track's
+    # default data (shapetex) has 50 classes.
+    assert report["macs"]["32x32"] == 3 * 8 * 9 * 32 * 32 + 8 * 16 * 9 * 16 * 16 + 16 * 50
+    assert report["params"] == (3 * 8 * 9 + 8) + (8 * 16 * 9 + 16) + (16 * 50 + 50)
     assert report["violations"] == []
 
     first = run_cli("submit", str(sub), "--json", env=harness_env)
@@ -74,7 +75,7 @@ def test_evaluation_failure_is_stored_with_reason(harness_env, tmp_path):
                 return super().predict(images)
 
         def build(ctx):
-            model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 10))
+            model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 50))
             return Fragile(model, (0.5,) * 3, (0.5,) * 3)
     """
     sub = make_submission(tmp_path, "fragile", module_body=body)
@@ -95,7 +96,7 @@ def test_evaluation_failure_is_stored_with_reason(harness_env, tmp_path):
         ("no_entry_point", "no entry point in the group `harness.submissions`"),
         ("import_fails", "fails to import"),
         ("factory_raises", "build(ctx) raised ValueError: weights are missing"),
-        ("wrong_shape", "has 3 classes, the track has 10"),
+        ("wrong_shape", "has 3 classes, the track has 50"),
         ("wrong_dtype", "has dtype <U1, expected a numeric dtype"),
         ("nan_output", "contains NaN or infinite values"),
         ("unknown_track", "unknown track `clasification`"),
@@ -137,12 +138,12 @@ def _broken_submission(tmp_path, case):
             tmp_path, case, module_body=wrap + f"def build(ctx):\n    return wrap_classifier({linear.format(n=3)})\n"
         )
     if case in ("wrong_dtype", "nan_output"):
-        value = "np.array(['a'] * 10)" if case == "wrong_dtype" else "np.full(10, np.nan, dtype=np.float32)"
+        value = "np.array(['a'] * 50)" if case == "wrong_dtype" else "np.full(50, np.nan, dtype=np.float32)"
         body = wrap + (
             "class Bad(ClassifierPredictor):\n"
             "    def postprocess(self, raw, images):\n"
             f"        return [ClassScores(logits={value}) for _ in images]\n"
-            f"def build(ctx):\n    return Bad({linear.format(n=10)}, (0.5,) * 3, (0.5,) * 3)\n"
+            f"def build(ctx):\n    return Bad({linear.format(n=50)}, (0.5,) * 3, (0.5,) * 3)\n"
         )
         return make_submission(tmp_path, case, module_body=body)
     if case == "unknown_track":
@@ -152,7 +153,7 @@ def _broken_submission(tmp_path, case):
             "def build(ctx):\n"
             "    return wrap_classifier(nn.Sequential(nn.Conv2d(3, 256, 3, padding=1),"
             " nn.Conv2d(256, 256, 3, padding=1),"
-            " nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 10)))\n"
+            " nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 50)))\n"
         )
         return make_submission(tmp_path, case, module_body=body)
     raise AssertionError(case)

@@ -61,7 +61,7 @@ def test_changed_pixel_is_caught_and_never_scored(tmp_path):
 
     submission = make_submission(tmp_path)
     assert run_cli("submit", str(submission), env=env).returncode == 0
-    evaluated = run_cli("evaluate", "--track", "classification", "--json", env=env)
+    evaluated = run_cli("evaluate", "--track", "classification", "--dataset", "digits", "--json", env=env)
     assert evaluated.returncode == 0, evaluated.stderr
     (run,) = json.loads(evaluated.stdout)
     assert run["status"] == "ok" and run["dataset_hash"] == pin
@@ -79,12 +79,12 @@ def test_changed_pixel_is_caught_and_never_scored(tmp_path):
     assert "likely cause: its files were changed" in message and "Traceback" not in message
     assert "fix:" in message
 
-    refused = run_cli("evaluate", "--track", "classification", "--force", "--json", env=env)
+    refused = run_cli("evaluate", "--track", "classification", "--dataset", "digits", "--force", "--json", env=env)
     assert refused.returncode == 2
     assert (
         "dataset `digits` split `test` does not match its pin" in refused.stderr and "Traceback" not in refused.stderr
     )
-    shown = run_cli("leaderboard", "--track", "classification", "--json", env=env)
+    shown = run_cli("leaderboard", "--track", "classification", "--dataset", "digits", "--json", env=env)
     assert [row["run_id"] for row in json.loads(shown.stdout)] == [run["run_id"]]  # nothing new stored
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from harness.contract import BuildContext, ClassScores
-from harness.datasets.digits import load_digits_split
+from harness.datasets.shapetex import CLASSES, load_shapetex_split
 from harness.errors import SubmissionError
 from harness.kinds import validate_outputs
 from harness.zoo.weights import load_weights
@@ -26,7 +26,8 @@ REFERENCES = {
     "mobilenet_v2": "mobilenet_v2_ref",
     "ghostnet": "ghostnet_ref",
 }
-MIN_TOP1 = 0.93
+MIN_TOP1 = 0.40  # on shapetex (50 classes); the references span several points there (issue 21)
+NUM_CLASSES = len(CLASSES)
 MAX_WEIGHT_BYTES = 15 * 1024 * 1024
 
 torch.set_num_threads(1)
@@ -69,30 +70,31 @@ def test_reference_manifest(name):
 
 
 @pytest.fixture(scope="module")
-def digits_test():
-    return load_digits_split("test")
+def shapetex_test():
+    return load_shapetex_split("test")
 
 
 @pytest.mark.parametrize("name", list(REFERENCES))
-def test_reference_reaches_its_claimed_accuracy(name, digits_test):
-    images, labels = digits_test
+def test_reference_reaches_its_claimed_accuracy(name, shapetex_test):
+    images, labels = shapetex_test
     metrics = json.loads((SUBMISSIONS / name / "metrics.json").read_text())
     assert {"top1", "epochs", "seconds", "command"} <= set(metrics)
-    predictor = load_package(name).build(BuildContext(track="classification", num_classes=10))
+    predictor = load_package(name).build(BuildContext(track="classification", num_classes=NUM_CLASSES))
     correct = 0
-    for start in range(0, len(labels), 90):
-        batch = list(images[start : start + 90])
-        outputs = validate_outputs("classification", predictor.predict(batch), batch, num_classes=10)
+    for start in range(0, len(labels), 250):
+        batch = list(images[start : start + 250])
+        outputs = validate_outputs("classification", predictor.predict(batch), batch, num_classes=NUM_CLASSES)
         assert all(isinstance(o, ClassScores) for o in outputs)
-        correct += sum(int(np.argmax(o.logits)) == y for o, y in zip(outputs, labels[start : start + 90], strict=True))
+        correct += sum(int(np.argmax(o.logits)) == y for o, y in zip(outputs, labels[start : start + 250], strict=True))
     top1 = correct / len(labels)
     assert top1 >= MIN_TOP1
-    # The figure in metrics.json was measured the same way; allow one image for another CPU's rounding.
-    assert abs(top1 - metrics["top1"]) <= 1 / len(labels) + 1e-9
+    # The figure in metrics.json was measured the same way (in batches of 64); allow three images of 10,000 for
+    # another batch size's or CPU's rounding.
+    assert abs(top1 - metrics["top1"]) <= 3 / len(labels) + 1e-9
 
 
 def test_reference_refuses_another_class_count():
-    with pytest.raises(SubmissionError, match="trained for 10 classes, the track has 100"):
+    with pytest.raises(SubmissionError, match="trained for 50 classes, the track has 100"):
         load_package("gtsnet").build(BuildContext(track="classification", num_classes=100))
 
 

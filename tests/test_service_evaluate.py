@@ -110,7 +110,7 @@ def _running(store: Store) -> list:
 def test_plan_resolves_and_prepares_without_claiming(stored):
     plan = _plan(stored)
     assert [(s.name, v) for s, v in plan.todo] == [("tiny", "fp32"), ("tiny", "channels-last")]
-    assert plan.split.key == "digits/test" and plan.job_fields["num_classes"] == 10
+    assert plan.split.key == "shapetex/test" and plan.job_fields["num_classes"] == 50
     assert plan.job_fields["mac_inputs"] == {"32x32": {"size": [32, 32]}, "224x224": {"size": [224, 224]}}
     assert stored.count_runs() == 0
     with pytest.raises(HarnessError, match="unknown profile `fast`"):

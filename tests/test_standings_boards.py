@@ -77,8 +77,8 @@ def test_runs_on_another_dataset_digest_or_profile_never_appear_in_the_default_s
     assert [row["run_id"] for row in rows] == [default]
     key = rows[0]["board"]
     assert key == BoardKey.for_card(card).to_dict()
-    assert key["profile"] == card.profile and key["dataset"] == "digits/test"
-    assert key["dataset_hash"] == card.digests["digits/test"] and key["ranking"] == "latest"
+    assert key["profile"] == card.profile and key["dataset"] == "shapetex/test"
+    assert key["dataset_hash"] == card.digests["shapetex/test"] and key["ranking"] == "latest"
     # The other profile is a board of its own, and the text output names the board it shows.
     assert [row["run_id"] for row in _board(env, "classification", "--profile", "standard")] == [other_profile]
     text = run_cli("leaderboard", "--track", "classification", env=env)
@@ -166,7 +166,7 @@ def test_an_evaluated_run_stores_its_interval_and_shows_it(harness_env, tmp_path
     low, high = run["primary_interval"]
     assert low <= run["metrics"]["top1"] <= high and high - low > 0
     confidence = run["details"]["confidence"]
-    assert confidence["metric"] == "top1" and confidence["level"] == 0.95 and confidence["images"] == 360
+    assert confidence["metric"] == "top1" and confidence["level"] == 0.95 and confidence["images"] == 10_000
     shown = json.loads(run_cli("show", str(run["run_id"]), "--json", env=harness_env).stdout)
     assert shown["primary_interval"] == [low, high]
     (row,) = _board(harness_env, "classification")

@@ -23,7 +23,7 @@ from harness.variants import (
     known_variants,
     variant_targets,
 )
-from tests.digits_classifier import digits_split, load_predictor, reference_classifier
+from tests.digits_classifier import classifier_split, load_predictor, reference_classifier
 
 CUDA = torch.cuda.is_available()
 
@@ -34,8 +34,8 @@ def classifier_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def test_images() -> tuple[list[np.ndarray], np.ndarray]:
-    return digits_split("test")
+def test_images(classifier_folder: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    return classifier_split(classifier_folder, "test")
 
 
 def top1(predictor, images: list[np.ndarray], labels: np.ndarray) -> float:
@@ -248,7 +248,7 @@ def test_int8_fx_flow_keeps_the_metric_and_shrinks_the_weights(classifier_folder
     from harness.variants.int8 import quantize_predictor
 
     images, labels = test_images
-    calibration, _ = digits_split("train")
+    calibration, _ = classifier_split(classifier_folder, "train", limit=128)
     predictor = load_predictor(classifier_folder)
     fp32_top1 = top1(predictor, images, labels)
     fp32_bytes, _ = serialized_bytes(predictor.model)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.conftest import TINY_CNN, make_submission, run_cli
-from tests.digits_classifier import reference_classifier
+from tests.digits_classifier import ROOT
 
 OWN_VARIANT = (
     TINY_CNN
@@ -121,7 +121,7 @@ def test_crosscheck_fails_a_predictor_that_cheats_when_timed(harness_env, tmp_pa
 def test_int8_cpu_keeps_the_metric_of_a_reference_classifier(harness_env, tmp_path_factory):
     """int8-cpu through `harness evaluate` (PT2E with Inductor lowering where torchao is installed, FX
     otherwise): top-1 within 1 point of float32, smaller weights, the flow recorded; onnxruntime alongside."""
-    folder = reference_classifier(tmp_path_factory.getbasetemp())
+    folder = ROOT / "submissions" / "gtsnet"  # the track's default data is shapetex, which gtsnet is trained for
     assert run_cli("submit", str(folder), env=harness_env).returncode == 0
     evaluated = run_cli(
         "evaluate",
@@ -142,12 +142,12 @@ def test_int8_cpu_keeps_the_metric_of_a_reference_classifier(harness_env, tmp_pa
     fp32, int8, ort = runs["fp32"], runs["int8-cpu"], runs["onnxruntime"]
     for run in runs.values():
         assert run["status"] == "ok", run["error"]
-    assert fp32["metrics"]["top1"] > 0.9
+    assert fp32["metrics"]["top1"] > 0.6  # gtsnet on shapetex (50 classes)
     assert abs(int8["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 0.01, (fp32["metrics"], int8["metrics"])
     assert int8["bytes"] < fp32["bytes"] / 2.5 and int8["params"] == fp32["params"]
     assert int8["details"]["variant_info"]["int8"]["flow"] in ("pt2e", "fx")
     assert int8["details"]["crosscheck"]["consistent"] and int8["details"]["crosscheck"]["reduced_precision"]
-    assert abs(ort["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 1 / 360
+    assert abs(ort["metrics"]["top1"] - fp32["metrics"]["top1"]) <= 3 / 10_000
     assert ort["details"]["variant_info"]["onnxruntime"]["providers"] == ["CPUExecutionProvider"]
 
     compared = run_cli("compare", str(fp32["run_id"]), str(int8["run_id"]), str(ort["run_id"]), env=harness_env)

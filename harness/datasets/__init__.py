@@ -61,6 +61,7 @@ DATASETS: Registry[DatasetSpec] = Registry(
             name: f"harness.datasets.specs:{name.upper()}"
             for name in (
                 "digits",
+                "shapetex",
                 "cifar10",
                 "cifar100",
                 "imagefolder",

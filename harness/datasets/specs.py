@@ -13,6 +13,14 @@ DIGITS = DatasetSpec(
     ("train", "test"),
     renderers=("numpy", "pillow", "scikit-learn"),
 )
+SHAPETEX = DatasetSpec(
+    "shapetex",
+    "classification",
+    "50 classes of procedurally rendered textured shapes at 32x32 (pose, clutter, occlusion, blur, noise), from a seed",
+    "harness.datasets.shapetex:write_split",
+    ("train", "val", "test"),
+    renderers=("numpy", "pillow"),
+)
 CIFAR10 = DatasetSpec(
     "cifar10",
     "classification",

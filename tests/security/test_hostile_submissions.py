@@ -152,6 +152,8 @@ def suite(docker_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                 "evaluate",
                 "-t",
                 "classification",
+                "--dataset",
+                "digits",  # this suite is about the sandbox, not the default data: the small digits split
                 "--runner",
                 "docker",
                 "--time-limit",
@@ -281,6 +283,8 @@ def test_the_attack_on_the_ground_truth_works_without_the_sandbox(suite):
         "evaluate",
         "-t",
         "classification",
+        "--dataset",
+        "digits",
         "-s",
         "search_truth",
         "--runner",

@@ -148,7 +148,7 @@ def test_cli_and_board_rank_ties_identically(tmp_path):
         run_id = store.claim_run(
             idempotency_key(name),
             submission_id=row.id, variant="fp32", track=card.name, track_version=card.version, card_hash="c",
-            dataset="digits/test", dataset_hash=card.digests["digits/test"], device="cpu", profile=card.profile,
+            dataset="shapetex/test", dataset_hash=card.digests["shapetex/test"], device="cpu", profile=card.profile,
             runner="local",
             hardware_class="CPU T / 1 threads", harness_version="0", scorer_version="0", primary_metric="top1",
         )  # fmt: skip

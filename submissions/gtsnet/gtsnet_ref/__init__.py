@@ -1,4 +1,4 @@
-"""Classification reference submission: GTSNet (harness.zoo.gtsnet), trained on the digits dataset.
+"""Classification reference submission: GTSNet (harness.zoo.gtsnet), trained on the shapetex dataset.
 
 Trained by `submissions/train_classifiers.py`; the figures it reached are in ../README.md and metrics.json.
 """
@@ -14,7 +14,7 @@ from harness.zoo.gtsnet import GTSNet
 from harness.zoo.weights import check_num_classes, load_weights
 
 NAME = "gtsnet"
-NUM_CLASSES = 10
+NUM_CLASSES = 50  # the shapetex classes (classification track version 3)
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
 WEIGHTS = Path(__file__).parent / "weights.safetensors"
