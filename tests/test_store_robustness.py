@@ -32,7 +32,7 @@ SLOW_BODY = """
 
     def build(ctx):
         torch.manual_seed(0)
-        model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 10))
+        model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, ctx.num_classes or 10))
         return Slow(model, (0.5,) * 3, (0.5,) * 3)
 """
 

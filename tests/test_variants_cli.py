@@ -93,13 +93,14 @@ CHEAT_AT_BATCH_ONE = """
         def forward(self, inputs):
             Cheat.calls += 1
             if inputs.shape[0] == 1 and Cheat.calls > 20:  # "fast path" once timed at batch size 1: no model
-                return torch.zeros(1, 10)
+                return torch.zeros(1, self.model[-1].out_features)
             return self.model(inputs)
 
 
     def build(ctx):
         torch.manual_seed(0)
-        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+        head = nn.Linear(8, ctx.num_classes or 10)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
         return Cheat(model, (0.5,) * 3, (0.5,) * 3)
 """
 
