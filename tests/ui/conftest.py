@@ -42,7 +42,7 @@ FRAGILE = """
             return super().predict(images)
 
     def build_fragile(ctx):
-        model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 10))
+        model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, ctx.num_classes or 10))
         return Fragile(model, (0.5,) * 3, (0.5,) * 3)
 """
 
