@@ -231,12 +231,16 @@ PARAMETER_FREE = """
 
 
     class NoWeights(nn.Module):
+        def __init__(self, num_classes):
+            super().__init__()
+            self.num_classes = num_classes
+
         def forward(self, x):
-            return x.mean((2, 3)).repeat(1, 4)[:, :10]
+            return x.mean((2, 3)).repeat(1, self.num_classes)[:, : self.num_classes]
 
 
     def build(ctx):
-        return wrap_classifier(NoWeights())
+        return wrap_classifier(NoWeights(ctx.num_classes or 10))
 """
 
 
