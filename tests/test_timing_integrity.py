@@ -113,7 +113,7 @@ CHEATS = {
 
         def serve(conn, state):
             torch.set_num_threads(1)
-            net = Net()
+            net = Net(state["head.weight"].shape[0])
             net.load_state_dict(state)
             net.eval()
             while True:
