@@ -22,6 +22,7 @@ from harness.sandbox.job import IngestJob
 from harness.sandbox.measurements import Complexity, Measurements
 from harness.service import evaluate as service
 from harness.store.repo import Store
+from harness.tracks import get_card
 from tests.conftest import make_submission
 
 
@@ -134,7 +135,8 @@ def test_runs_are_claimed_once_and_scored(stored):
     assert results[0]["params"] == 1000 and 0.0 <= results[0]["metrics"]["top1"] <= 1.0
     assert results[0]["latency"]["ranked_ms"] == pytest.approx(1.0)
     assert [e for e, _ in events].count("run") == 2 and not _running(stored)
-    assert len(runner.jobs) == 2 and runner.jobs[0].num_classes == 10 and runner.jobs[0].calibration_dir is None
+    classes = get_card("classification").num_classes  # the default data's classes reach every job
+    assert len(runner.jobs) == 2 and runner.jobs[0].num_classes == classes and runner.jobs[0].calibration_dir is None
     again = FakeRunner()
     events.clear()
     assert _evaluate(stored, again, events) == [] and again.jobs == []
