@@ -160,3 +160,18 @@ def test_the_quota_holds_under_eight_concurrent_writers(harness_env, tmp_path):
         args = [(harness_env["HARNESS_DB_URL"], row.phases[0].id, person.id, submission.id, barrier)] * 8
         admitted = pool.starmap(_admit_at_the_limit, args)
     assert sum(admitted) == 3
+
+
+def test_the_server_warns_before_binding_beyond_loopback_without_tls(harness_env, tmp_path):
+    """A store that cannot be opened stops `harness server` before it binds anything: the warning comes first
+    (nothing here binds beyond loopback)."""
+    noise = tmp_path / "noise.db"
+    noise.write_bytes(b"\x01" * 4096)
+    env = {**harness_env, "HARNESS_DB_URL": f"sqlite:///{noise}"}
+    for extra, warned in (([], True), (["--behind-proxy"], False)):
+        result = _cli(env, "server", "-c", "cup", "--host", "0.0.0.0", "--port", "1", *extra, ok=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert bool(warnings) == warned and (not warned or "no TLS" in warnings[0]), result.stderr
+    half = _cli(env, "server", "-c", "cup", "--tls-cert", str(noise), ok=False)
+    _user_error(half, "--tls-cert and --tls-key go together")
