@@ -4,8 +4,10 @@ enough that the attacks hit them in seconds."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,31 @@ def sandbox_containers() -> list[str]:
         check=True,
     )
     return proc.stdout.split()
+
+
+class LoopbackServer:
+    """A TCP server on the host's loopback (tests never bind beyond it) that counts who reached it: what a
+    sandboxed step (or a build) that tries to phone home would reach."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.sock.settimeout(0.2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()

@@ -12,11 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,7 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import make_submission, run_cli
-from tests.security.conftest import SANDBOX_ENV, sandbox_containers
+from tests.security.conftest import SANDBOX_ENV, LoopbackServer, sandbox_containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -57,33 +55,6 @@ EXPECTED = {
     "forge_nan_predictions": ("failed", "[outputs] predictions.npz: output 0: `logits` contains NaN"),
     "forge_huge_header": ("failed", "[outputs] predictions.npz: member logits.npy is shorter than its header"),
 }
-
-
-class LoopbackServer:
-    """A TCP server on the host's loopback that counts who reached it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.sock.settimeout(0.2)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.sock.close()
 
 
 def register_unchecked(project: Path, env: dict[str, str]) -> None:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from harness.runners.docker.command import DockerLimits, SandboxImage
 from harness.runners.docker.install import SandboxInstaller, adopt
 from harness.submission import content_hash, install
 from tests.conftest import make_submission, run_cli
-from tests.security.conftest import SANDBOX_ENV, sandbox_containers
+from tests.security.conftest import SANDBOX_ENV, LoopbackServer, sandbox_containers
 
 # Runs on the host under the local runner, in the sandbox under the docker runner: leaves a marker at a host
 # path, calls a server listening on the host, and (given `/staging`, the sandbox's target) plants a link there.
@@ -45,36 +43,9 @@ if {fail!r}:
 """
 
 
-class HostServer:
-    """A TCP server on all the host's addresses that counts who reached it."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("0.0.0.0", 0))
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.sock.close()
-
-
 @pytest.fixture()
 def server():
-    listening = HostServer()
+    listening = LoopbackServer()
     yield listening
     listening.close()
 
