@@ -98,14 +98,12 @@ async def _harness_error(request: Request, exc: HarnessError) -> Response:
 
 
 def _status_of(exc: HarnessError) -> int:
-    from harness.service.competitions import QuotaExceeded
+    from harness.service.competitions import PhaseNotOpen, QuotaExceeded
     from harness.service.intake import IdempotencyConflict
 
     if isinstance(exc, QuotaExceeded):
         return 429
-    if isinstance(exc, IdempotencyConflict):
-        return 409
-    if isinstance(exc, CompetitionError) and "does not take submissions" in exc.message:
+    if isinstance(exc, IdempotencyConflict | PhaseNotOpen):
         return 409
     return 400
 

@@ -320,6 +320,10 @@ class QuotaExceeded(CompetitionError):
     """A participant's submission was refused by the phase's quota."""
 
 
+class PhaseNotOpen(CompetitionError):
+    """A submission to a phase that is not open (upcoming, ended or closed)."""
+
+
 def _quota_error(view: PhaseView, who: str, state: Any, wanted: int) -> QuotaExceeded:
     reason = state.refusal(wanted) or "the quota is used"
     if state.per_phase is not None and state.total + wanted > state.per_phase:
@@ -356,7 +360,7 @@ def open_phase(store: Any, competition: str, phase: str | None = None) -> PhaseV
     state = view.state()
     if state != "open":
         when = {"upcoming": f"it opens at {_when(view.spec.opens)}", "ended": f"it ended at {_when(view.spec.closes)}"}
-        raise CompetitionError(f"{view.label} does not take submissions: {when.get(state, 'it is closed')}")
+        raise PhaseNotOpen(f"{view.label} does not take submissions: {when.get(state, 'it is closed')}")
     return view
 
 
@@ -567,7 +571,9 @@ def _phase_submissions(store: Any, view: PhaseView) -> list[Any]:
     return list(chosen.values())
 
 
-def evaluate(competition: str, phase: str | None = None, store: Any = None, progress: Any = None, **options: Any):
+def evaluate(
+    competition: str, phase: str | None = None, store: Any = None, progress: Any = None, **options: Any
+) -> list[dict[str, Any]]:
     """Evaluate a phase's entries and baselines not yet run: each run is scored on the public and the private
     part in one scoring pass; the run keeps the public scores, the private ones are stored apart."""
     from harness.service.evaluate import EvaluationRequest, execute, plan
@@ -577,7 +583,11 @@ def evaluate(competition: str, phase: str | None = None, store: Any = None, prog
     view = phase_view(store, competition, phase)
     scope = phase_scope(store, view)
     request = EvaluationRequest(scope.card.name, scope=scope, **options)
-    return execute(plan(request, store), store, *([progress] if progress else []))
+    return execute(plan(request, store), store, progress or _quiet)
+
+
+def _quiet(event: str, info: dict[str, Any]) -> None:
+    pass
 
 
 def watch(
@@ -613,13 +623,9 @@ def watch(
 
 def _has_work(store: Any, view: PhaseView, variants: Any) -> bool:
     """Whether some (submission, variant) of the phase has no finished run yet (cheap: no data is read)."""
-    from harness.store.competitions import entries, runs_of_submissions
+    from harness.store.competitions import runs_of_submissions
 
-    current = [e for e in entries(store, view.row.id) if e.participant.removed_at is None]
-    submissions = {e.submission_id: e.submission for e in current}
-    for name in view.spec.baselines:
-        for stored in store.submissions(names=[name])[-1:]:
-            submissions.setdefault(stored.id, stored)
+    submissions = {s.id: s for s in _phase_submissions(store, view)}
     done = {
         (run.submission_id, run.variant)
         for run in runs_of_submissions(store, view.row.id, list(submissions))

@@ -8,9 +8,7 @@ runs, and the public board."""
 from __future__ import annotations
 
 import shutil
-import threading
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ def take_upload(
     first upload's status, whatever happened to it; a refusal (archive, manifest, track, quota) raises and
     leaves no row and no file."""
     from harness.service.competitions import admissible, open_phase, reserve_places
-    from harness.store.competitions import begin_upload, finish_upload, forget_upload, set_upload_entries
+    from harness.store.competitions import begin_upload, finish_upload, forget_upload, set_upload_entries, upload_row
 
     digest = _file_sha256(archive)
     view = open_phase(store, competition)
@@ -49,7 +47,7 @@ def take_upload(
         if entered:  # this very content was entered before: nothing new, nothing counted
             shutil.rmtree(folder, ignore_errors=True)
             finish_upload(store, upload.id, "queued", entry_ids=[e["entry_id"] for e in entered])
-            return upload_status(store, _upload(store, upload.id)), False
+            return upload_status(store, upload_row(store, upload.id)), False
         reserved = reserve_places(store, view, person, manifest)
         set_upload_entries(store, upload.id, [entry.id for entry in reserved])
         (folder / "phase").write_text(view.spec.name)
@@ -61,7 +59,7 @@ def take_upload(
         shutil.rmtree(folder, ignore_errors=True)
         forget_upload(store, upload.id)
         raise
-    return upload_status(store, _upload(store, upload.id)), True
+    return upload_status(store, upload_row(store, upload.id)), True
 
 
 def _without_paths(exc: HarnessError, folder: Path) -> HarnessError:
@@ -106,23 +104,14 @@ def _unpacked(archive: Path, folder: Path, declared: str | None) -> Path:
     return project
 
 
-def _upload(store: Any, upload_id: int) -> Any:
-    from sqlalchemy import select
-
-    from harness.store.models import Upload
-
-    with store.session() as s:
-        return s.scalar(select(Upload).where(Upload.id == upload_id))
-
-
 def check_upload(store: Any, competition: str, upload_id: int, runner: str = "docker") -> str:
     """Check an upload's project (in the sandbox), store it and accept its reserved entries; or reject it with
     the error (its places go back to the quota). Its folder goes either way. Returns the final state."""
     from harness.service.competitions import _participant, complete, phase_view
-    from harness.store.competitions import entries_by_id, finish_upload, release
+    from harness.store.competitions import entries_by_id, finish_upload, release, upload_row
     from harness.store.models import Participant
 
-    upload = _upload(store, upload_id)
+    upload = upload_row(store, upload_id)
     folders = sorted(settings().uploads_dir.glob(f"{upload_id}-*"))
     if upload is None or upload.state != "checking":
         return upload.state if upload is not None else "missing"
@@ -155,17 +144,10 @@ class Checker:
     def __init__(self, store: Any, competition: str, runner: str = "docker", workers: int = 1):
         self.store, self.competition, self.runner = store, competition, runner
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="harness-check") if workers else None
-        self.lock = threading.Lock()
-        self.done: Callable[[int, str], None] | None = None
 
     def submit(self, upload_id: int) -> None:
         if self.pool is not None:
-            self.pool.submit(self._check, upload_id)
-
-    def _check(self, upload_id: int) -> None:
-        state = check_upload(self.store, self.competition, upload_id, self.runner)
-        if self.done is not None:
-            self.done(upload_id, state)
+            self.pool.submit(check_upload, self.store, self.competition, upload_id, self.runner)
 
     def resume(self) -> int:
         """Queue the checks a stopped server left unfinished; returns how many."""
@@ -202,7 +184,9 @@ def upload_status(store: Any, upload: Any) -> dict[str, Any]:
 
 def own_upload(store: Any, person: Any, upload_id: int) -> dict[str, Any] | None:
     """One of the participant's uploads (None for anybody else's: not theirs to know it exists)."""
-    upload = _upload(store, upload_id)
+    from harness.store.competitions import upload_row
+
+    upload = upload_row(store, upload_id)
     if upload is None or upload.participant_id != person.id:
         return None
     return upload_status(store, upload)

@@ -331,6 +331,11 @@ def set_upload_entries(store: Store, upload_id: int, entry_ids: list[int]) -> No
         s.execute(update(Upload).where(Upload.id == upload_id).values(entry_ids=entry_ids))
 
 
+def upload_row(store: Store, upload_id: int) -> Upload | None:
+    with store.session() as s:
+        return s.get(Upload, upload_id)
+
+
 def forget_upload(store: Store, upload_id: int) -> None:
     """Delete an upload whose archive was refused: nothing of it stays in the store."""
     with store.session() as s:
