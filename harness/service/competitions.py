@@ -257,7 +257,7 @@ def rotate_token(store: Any, competition: str, name: str, revoke: bool = False) 
     """A participant's new submission-server token (the old one stops working), or none at all (`revoke`)."""
     from harness.store.competitions import set_token_hash
 
-    person = _participant(store, _competition(store, competition), name)
+    person = current_participant(store, _competition(store, competition), name)
     if revoke:
         set_token_hash(store, person.id, None)
         return None
@@ -292,12 +292,13 @@ def participant_rows(store: Any, competition: str) -> list[dict[str, Any]]:
 def remove_participant(store: Any, competition: str, name: str) -> dict[str, Any]:
     from harness.store.competitions import remove_participant as remove
 
-    person = _participant(store, _competition(store, competition), name)
+    person = current_participant(store, _competition(store, competition), name)
     remove(store, person.id)
     return {"competition": competition, "name": name, "removed": True}
 
 
-def _participant(store: Any, row: Any, name: str) -> Any:
+def current_participant(store: Any, row: Any, name: str) -> Any:
+    """The participant of competition `row` named `name`, refused when unknown or removed."""
     from harness.plugins import suggest
     from harness.store.competitions import participant, participants
 
@@ -346,7 +347,7 @@ def submit(
 
     store = store or open_store()
     view = open_phase(store, competition, phase)
-    person = _participant(store, view.competition, as_name)
+    person = current_participant(store, view.competition, as_name)
     manifest, entered = admissible(store, view, person, path)
     if entered:
         return entered
@@ -447,7 +448,7 @@ def select_entry(store: Any, competition: str, as_name: str, entry_id: int, sele
     from harness.store.competitions import entries, set_selected
 
     row = _competition(store, competition)
-    person = _participant(store, row, as_name)
+    person = current_participant(store, row, as_name)
     for phase in row.phases:
         mine = {e.id: e for e in entries(store, phase.id, person.id)}
         if entry_id not in mine:

@@ -107,7 +107,7 @@ def _unpacked(archive: Path, folder: Path, declared: str | None) -> Path:
 def check_upload(store: Any, competition: str, upload_id: int, runner: str = "docker") -> str:
     """Check an upload's project (in the sandbox), store it and accept its reserved entries; or reject it with
     the error (its places go back to the quota). Its folder goes either way. Returns the final state."""
-    from harness.service.competitions import _participant, complete, phase_view
+    from harness.service.competitions import complete, current_participant, phase_view
     from harness.store.competitions import entries_by_id, finish_upload, release, upload_row
     from harness.store.models import Participant
 
@@ -125,7 +125,8 @@ def check_upload(store: Any, competition: str, upload_id: int, runner: str = "do
             person = s.get(Participant, upload.participant_id)
         view = phase_view(store, competition, (folder / "phase").read_text())
         reserved = entries_by_id(store, list(upload.entry_ids))
-        complete(store, view, _participant(store, view.competition, person.name), folder / "project", reserved, runner)
+        person = current_participant(store, view.competition, person.name)  # removed since the upload: rejected
+        complete(store, view, person, folder / "project", reserved, runner)
         state, error = "queued", None
     except HarnessError as exc:
         state, error = "rejected", str(exc)
